@@ -1,0 +1,16 @@
+"""llmlab: a local-first workbench for using large language models as research instruments.
+
+    >>> from llmlab import load_model, GenerationConfig, Chat
+    >>> model = load_model("smollm2")                                  # doctest: +SKIP
+    >>> model.generate("Where is Groningen located?", temperature=0).text   # doctest: +SKIP
+"""
+
+from .chat import Chat, Message
+from .config import GenerationConfig
+from .errors import LlmlabError
+from .models.base import Model, ModelInfo, Response, Token
+from .models.registry import load_model
+
+__all__ = ["Chat", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo", "Response",
+           "Token", "load_model"]
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""Generation settings with one meaning on every backend, and where llmlab keeps its files.
+
+``temperature=0`` means greedy decoding everywhere, silently; so does ``do_sample=False``. With a
+``seed``, sampling reproduces run to run on the same backend (not across backends: their random
+number generators differ). ``repeat_penalty=1.0`` means no penalty, as in both llama.cpp and
+transformers. Values are checked when the config is built, so a bad setting fails before any model
+loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.8
+    do_sample: bool = True
+    top_k: int = 40  # 0 disables top-k
+    top_p: float = 0.95
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    repeat_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        else:
+            object.__setattr__(self, "stop", tuple(self.stop or ()))
+        self._check()
+
+    def _check(self) -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"invalid generation setting: {msg}")
+
+        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+            raise bad(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
+        if not _is_number(self.temperature) or self.temperature < 0:
+            raise bad(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+        if not isinstance(self.do_sample, bool):
+            raise bad(f"do_sample must be true or false, got {self.do_sample!r}")
+        if not _is_int(self.top_k) or self.top_k < 0:
+            raise bad(f"top_k must be a whole number >= 0 (0 = off), got {self.top_k!r}")
+        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+            raise bad(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            raise bad(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if not _is_number(self.repeat_penalty) or self.repeat_penalty <= 0:
+            raise bad(f"repeat_penalty must be > 0 (1.0 = off), got {self.repeat_penalty!r}")
+        if any(not isinstance(s, str) or s == "" for s in self.stop):
+            raise bad(f"stop must be non-empty strings, got {list(self.stop)!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or not self.do_sample
+
+    def replace(self, **changes) -> GenerationConfig:
+        """A copy with some settings changed; ``None`` values are ignored (handy for CLI flags)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown generation setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # rejects NaN
+
+
+def data_dir() -> Path:
+    """Where llmlab keeps its files: ``$LLMLAB_HOME``, else the user's data directory."""
+    if env := os.environ.get("LLMLAB_HOME"):
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("llmlab", appauthor=False))
+
+
+def default_db_path() -> Path:
+    """The call log: ``$LLMLAB_DB``, else ``llmlab.db`` in the data directory."""
+    if env := os.environ.get("LLMLAB_DB"):
+        return Path(env).expanduser()
+    return data_dir() / "llmlab.db"

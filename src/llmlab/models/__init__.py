@@ -1,0 +1,1 @@
+"""Backends behind one ``Model`` interface; see ``base.py`` and ``registry.py``."""

@@ -1,0 +1,284 @@
+"""The one interface every backend implements, and what is written once on top of it.
+
+A backend implements ``stream()`` (text pieces as they are generated), ``encode()`` (text to token
+ids, as the model will see it) and ``tokenize()``; backends that return log-probabilities also
+implement ``score()``. Everything else lives here: checking the prompt against the context window,
+timing (load, time to first token, prefill and decode tokens/s), the lazy ``Response`` that can be
+streamed or read whole, and logging each call to the store, including calls cut off part-way.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..chat import Message, Overflow, as_messages, check_prompt, drop_oldest_turns, render_template
+from ..config import GenerationConfig
+from ..errors import ConfigError, ContextOverflowError, PromptError
+
+
+@dataclass(frozen=True)
+class Token:
+    id: int
+    text: str
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    load_s: float | None = None       # loading the model, once per process
+    ttft_s: float | None = None       # call start to first generated text
+    prefill_tps: float | None = None  # prompt tokens / time to first token
+    decode_tps: float | None = None   # generated tokens after the first / time after the first
+    total_s: float | None = None
+
+
+@dataclass
+class Chunk:
+    """A piece of generated text. The last chunk of a stream may carry the finish reason and usage."""
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    backend: str
+    path: str | None = None
+    architecture: str | None = None
+    parameters: int | None = None
+    context_length: int | None = None          # the window in use
+    trained_context_length: int | None = None  # what the model was trained for
+    quantization: str | None = None
+    license: str | None = None
+    instruct: bool | None = None               # True instruct/chat-tuned, False base, None unknown
+    file_size: int | None = None
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Model(ABC):
+    backend: str = "?"
+    can_score: bool = False
+
+    def __init__(self, info: ModelInfo):
+        self.info = info
+        self.load_seconds: float | None = None
+        self.logger: Callable[[Response], None] | None = None  # set by load_model to log calls
+
+    # --- what a backend implements -------------------------------------------------------------
+
+    @abstractmethod
+    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+        """Generate, yielding text as it comes; a list of messages goes through the chat template."""
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a full prompt as the model will see it (with BOS where the model adds one)."""
+
+    @abstractmethod
+    def tokenize(self, text: str) -> list[Token]:
+        """Token ids and their text for a piece of text, without special tokens added."""
+
+    def score(self, context: str | list[Message], continuations: list[str]) -> list[float]:
+        """Log-probability of each continuation after the context (sum over its tokens)."""
+        raise NotImplementedError(f"the {self.backend} backend does not return log-probabilities")
+
+    def close(self) -> None:
+        """Free the model's memory (optional)."""
+
+    # --- written once ----------------------------------------------------------------------------
+
+    def render(self, messages: list[Message]) -> str:
+        """The prompt text a list of messages becomes under the model's chat template."""
+        return render_template(self.info.chat_template, messages,
+                               bos=self.info.bos_token, eos=self.info.eos_token)
+
+    def prompt_text(self, prompt: str | list[Message]) -> str:
+        return prompt if isinstance(prompt, str) else self.render(prompt)
+
+    def count_tokens(self, prompt: str | list[Message]) -> int:
+        return len(self.encode(self.prompt_text(prompt)))
+
+    def fit(self, prompt: str | list[Message], config: GenerationConfig,
+            overflow: Overflow = "error") -> tuple[str | list[Message], int, int]:
+        """Check the prompt against the context window; returns (prompt, prompt tokens, dropped)."""
+        ctx = self.info.context_length
+        n = self.count_tokens(prompt)
+        if not ctx or n + config.max_new_tokens <= ctx:
+            return prompt, n, 0
+        if overflow == "drop_oldest" and not isinstance(prompt, str):
+            kept, dropped = drop_oldest_turns(
+                prompt, lambda msgs: self.count_tokens(msgs) + config.max_new_tokens <= ctx)
+            n = self.count_tokens(kept)
+            if n + config.max_new_tokens <= ctx:
+                return kept, n, dropped
+        if overflow not in ("error", "drop_oldest"):
+            raise ConfigError(f"overflow must be 'error' or 'drop_oldest', got {overflow!r}")
+        raise ContextOverflowError(n, config.max_new_tokens, ctx)
+
+    def prompt(self, prompt: str | list | tuple, config: GenerationConfig | None = None, *,
+               overflow: Overflow = "error", **overrides) -> Response:
+        """A lazy response: iterate it to stream, or call ``.complete()`` / read ``.text``."""
+        config = (config or GenerationConfig()).replace(**overrides)
+        if not isinstance(prompt, str):
+            prompt = as_messages(prompt)
+        check_prompt(prompt)
+        fitted, n_prompt, dropped = self.fit(prompt, config, overflow)
+        return Response(self, fitted, config, n_prompt, dropped)
+
+    def generate(self, prompt: str | list | tuple, config: GenerationConfig | None = None, *,
+                 overflow: Overflow = "error", **overrides) -> Response:
+        """Generate the whole response. ``model.generate("Where is Groningen located?").text``"""
+        return self.prompt(prompt, config, overflow=overflow, **overrides).complete()
+
+    def chat(self, messages: list, config: GenerationConfig | None = None, **overrides) -> Response:
+        return self.generate(as_messages(messages), config, **overrides)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.backend}/{self.info.name}>"
+
+
+class Response:
+    """One generation. Iterate it for text as it arrives, or call ``complete()``.
+
+    After it finishes (or is cut off, by Ctrl-C or by closing the iterator) it holds the text,
+    ``usage``, ``timings`` and ``interrupted``, and is logged once.
+    """
+
+    def __init__(self, model: Model, prompt: str | list[Message], config: GenerationConfig,
+                 prompt_tokens: int, dropped_messages: int = 0):
+        self.model = model
+        self.prompt = prompt
+        self.messages = None if isinstance(prompt, str) else list(prompt)
+        self.config = config
+        self.dropped_messages = dropped_messages
+        self.usage = Usage(prompt_tokens=prompt_tokens)
+        self.timings = Timings(load_s=model.load_seconds)
+        self.finish_reason: str | None = None
+        self.interrupted = False
+        self.error: str | None = None
+        self.started_at: float | None = None
+        self.done = False
+        self._pieces: list[str] = []
+        self._callbacks: list[Callable[[Response], None]] = []
+        self._iterating = False
+
+    @property
+    def text(self) -> str:
+        if not self.done and not self._iterating:
+            self.complete()
+        return "".join(self._pieces)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def on_done(self, callback: Callable[[Response], None]) -> None:
+        self._callbacks.append(callback)
+
+    def complete(self) -> Response:
+        for _ in self:
+            pass
+        return self
+
+    def __iter__(self) -> Iterator[str]:
+        if self.done:
+            yield from self._pieces
+            return
+        if self._iterating:
+            raise PromptError("this response is already being streamed")
+        self._iterating = True
+        self.started_at = time.time()
+        start = time.perf_counter()
+        first = last = None
+        counted = 0
+        usage = None
+        chunks = self.model.stream(self.prompt, self.config)
+        try:
+            for chunk in chunks:
+                if chunk.text:
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                    last = now
+                    counted += 1
+                    self._pieces.append(chunk.text)
+                    yield chunk.text
+                if chunk.finish_reason:
+                    self.finish_reason = chunk.finish_reason
+                if chunk.usage:
+                    usage = chunk.usage
+        except (KeyboardInterrupt, GeneratorExit):
+            self.interrupted = True
+            raise
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            end = time.perf_counter()
+            if hasattr(chunks, "close"):
+                chunks.close()  # lets the backend free the model for the next call at once
+            if usage is not None:
+                self.usage.completion_tokens = usage.completion_tokens
+                self.usage.prompt_tokens = usage.prompt_tokens or self.usage.prompt_tokens
+            else:  # cut off before the backend reported usage: count what was produced
+                text = "".join(self._pieces)
+                self.usage.completion_tokens = len(self.model.tokenize(text)) if text else 0
+            if self.interrupted:
+                self.finish_reason = "interrupted"
+            self._finish(start, first, last, end)
+
+    def _finish(self, start: float, first: float | None, last: float | None, end: float) -> None:
+        t = self.timings
+        t.total_s = end - start
+        if first is not None:
+            t.ttft_s = first - start
+            if t.ttft_s > 0 and self.usage.prompt_tokens:
+                t.prefill_tps = self.usage.prompt_tokens / t.ttft_s
+            if last is not None and last > first and self.usage.completion_tokens > 1:
+                t.decode_tps = (self.usage.completion_tokens - 1) / (last - first)
+        self.done = True
+        self._iterating = False
+        for callback in self._callbacks:
+            callback(self)
+        if self.model.logger is not None:
+            self.model.logger(self)
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "pending"
+        return f"<Response {state} {self.usage.completion_tokens} tokens: {''.join(self._pieces)[:40]!r}>"
+
+
+def check_gguf(path: Path) -> None:
+    """Fail clearly on a missing file or one that is not GGUF, before a backend tries it."""
+    from ..errors import ModelLoadError
+
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory, not a .gguf file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF model file (it does not start with the GGUF magic)")

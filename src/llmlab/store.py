@@ -1,0 +1,207 @@
+"""The SQLite store: every call (and, later, every run) llmlab makes, queryable and exportable.
+
+Schema changes are append-only numbered migrations, applied in order and recorded in the
+``_migrations`` table (the pattern of simonw/llm's ``migrations.py``). Never edit a migration that has
+shipped; add the next one. A database that is locked, corrupt or not a database gives a
+``StoreError`` naming the file, and nothing in it is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .config import default_db_path
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    from .models.base import Response
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = []
+
+
+def migration(fn: Callable[[sqlite3.Connection], None]):
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_calls(db: sqlite3.Connection) -> None:
+    db.execute("""
+        CREATE TABLE calls (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            model_path TEXT,
+            model_sha256 TEXT,
+            settings TEXT NOT NULL,
+            prompt TEXT,
+            messages TEXT,
+            response TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            load_s REAL,
+            ttft_s REAL,
+            prefill_tps REAL,
+            decode_tps REAL,
+            total_s REAL,
+            finish_reason TEXT,
+            interrupted INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )""")
+    db.execute("CREATE INDEX calls_ts ON calls(ts)")
+
+
+@migration
+def m002_file_hashes(db: sqlite3.Connection) -> None:
+    # sha256 of a model file is costly (100s of MB), so it is cached by path, size and mtime
+    db.execute("""
+        CREATE TABLE file_hashes (
+            path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+            sha256 TEXT NOT NULL)""")
+
+
+@migration
+def m003_calls_dropped(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE calls ADD COLUMN dropped_messages INTEGER NOT NULL DEFAULT 0")
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Store:
+        path = Path(path).expanduser() if path else default_db_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            store = cls(conn, path)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(exc, path)) from exc
+        except OSError as exc:
+            raise StoreError(f"cannot open the call log {path}: {exc.strerror or exc}") from exc
+        return store
+
+    def _migrate(self) -> None:
+        db = self.conn
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            with self.transaction():
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, _now()))
+
+    def transaction(self):
+        return _Transaction(self.conn)
+
+    def execute(self, sql: str, params=()) -> sqlite3.Cursor:
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_explain(exc, self.path)) from exc
+
+    # --- calls ---------------------------------------------------------------------------------
+
+    def log_response(self, r: Response) -> int:
+        """Write one generation to the log; returns its id."""
+        info = r.model.info
+        t, u = r.timings, r.usage
+        row = {
+            "ts": _now(), "model": info.name, "backend": r.model.backend, "model_path": info.path,
+            "model_sha256": self.file_sha256(info.path) if info.path else None,
+            "settings": json.dumps(r.config.to_dict()),
+            "prompt": r.prompt if isinstance(r.prompt, str) else None,
+            "messages": json.dumps([m.to_dict() for m in r.messages]) if r.messages is not None else None,
+            "response": "".join(r._pieces), "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens, "load_s": t.load_s, "ttft_s": t.ttft_s,
+            "prefill_tps": t.prefill_tps, "decode_tps": t.decode_tps, "total_s": t.total_s,
+            "finish_reason": r.finish_reason, "interrupted": int(r.interrupted), "error": r.error,
+            "dropped_messages": r.dropped_messages,
+        }
+        cols = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        cur = self.execute(f"INSERT INTO calls ({cols}) VALUES ({marks})", list(row.values()))
+        r.log_id = cur.lastrowid
+        return cur.lastrowid
+
+    def calls(self, limit: int | None = 20, model: str | None = None) -> list[dict]:
+        """Most recent calls first, as dicts (settings and messages decoded)."""
+        sql = "SELECT * FROM calls"
+        params: list = []
+        if model:
+            sql += " WHERE model = ? OR backend || '/' || model = ?"
+            params += [model, model]
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        out = []
+        for row in self.execute(sql, params):
+            d = dict(row)
+            d["settings"] = json.loads(d["settings"])
+            d["messages"] = json.loads(d["messages"]) if d["messages"] else None
+            d["interrupted"] = bool(d["interrupted"])
+            out.append(d)
+        return out
+
+    def file_sha256(self, path: str | Path) -> str | None:
+        p = Path(path)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        key = str(p.resolve())
+        row = self.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path = ?",
+                           (key,)).fetchone()
+        if row and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            return row["sha256"]
+        h = hashlib.sha256()
+        with p.open("rb") as fh:
+            while block := fh.read(1 << 20):
+                h.update(block)
+        digest = h.hexdigest()
+        self.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)",
+                     (key, st.st_size, st.st_mtime_ns, digest))
+        return digest
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self):
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        return False
+
+
+def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
+    msg = str(exc)
+    if "locked" in msg or "busy" in msg:
+        return f"the call log {path} is locked by another process (try again, or use --db / $LLMLAB_DB)"
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+        return (f"the call log {path} is corrupt or not an llmlab database ({msg}); it was left "
+                "untouched; move it aside or point --db / $LLMLAB_DB elsewhere")
+    return f"the call log {path} cannot be used: {msg}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
