@@ -26,7 +26,10 @@ DEFAULT_BACKEND = "llamacpp"
 BACKENDS = {
     "llamacpp": ("llmlab.models.llamacpp", "LlamaCppModel", None),
     "hf": ("llmlab.models.hf", "HFModel", "hf"),
+    "ollama": ("llmlab.models.ollama", "OllamaModel", None),
+    "openai": ("llmlab.models.openai", "OpenAIModel", None),
 }
+REMOTE = {"ollama", "openai"}  # the name after the slash is the server's model name, not a file
 
 
 @dataclass(frozen=True)
@@ -74,14 +77,16 @@ def split_name(name: str) -> tuple[str, str]:
     backend, sep, rest = name.partition("/")
     if sep and backend in BACKENDS:
         return backend, rest
-    if sep and backend in ("ollama", "openai"):
-        raise ModelNotFoundError(f"the {backend} backend is not available in this version of llmlab")
     return DEFAULT_BACKEND, name
 
 
 def resolve(name: str) -> tuple[str, str, Path | None]:
     """Returns (backend, display name, local path) for a model name; fails with what exists."""
     backend, target = split_name(name)
+    if backend in REMOTE:
+        if not target:
+            raise ModelNotFoundError(f"name the {backend} model, e.g. {backend}/llama3.2:1b")
+        return backend, target, None
     if target in BUNDLED:
         return backend, target, BUNDLED[target].path()
     path = Path(target).expanduser()

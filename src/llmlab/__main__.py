@@ -1,0 +1,3 @@
+from llmlab.cli.main import run
+
+run()

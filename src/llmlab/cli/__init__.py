@@ -1,0 +1,1 @@
+"""The ``llmlab`` command line; see ``main.py``."""

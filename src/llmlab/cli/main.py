@@ -1,0 +1,66 @@
+"""The ``llmlab`` command: the app, error handling and the foundation commands.
+
+Every ``LlmlabError`` is printed as one line on stderr with exit code 1; Ctrl-C exits 130 after
+logging what was generated so far. Heavy libraries (llama_cpp, torch) are imported only inside the
+commands that need them, so ``llmlab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import LlmlabError
+
+app = typer.Typer(
+    name="llmlab", no_args_is_help=True, add_completion=False,
+    help="Load, prompt, evaluate and probe language models on your own machine.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="backend/name, alias or path (see `llmlab models`)")]
+
+
+@app.callback()
+def _main(db: Annotated[Path | None, typer.Option(
+        "--db", help="call log database (default: $LLMLAB_DB, else the user data directory)")] = None):
+    if db is not None:
+        os.environ["LLMLAB_DB"] = str(db)
+
+
+def err(message: str) -> None:
+    print(f"llmlab: {message}", file=sys.stderr)
+
+
+def run() -> None:
+    """Console entry point: one line per error, never a traceback for a user error."""
+    try:
+        app(standalone_mode=False)
+    except LlmlabError as exc:
+        err(f"error: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err("interrupted")
+        sys.exit(130)
+    except typer.Abort:
+        err("aborted")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors carry their own formatting
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+# Commands live in their own modules; importing them registers them on `app`.
+from . import foundation  # noqa: E402,F401
+# (each feature adds its command module here)
