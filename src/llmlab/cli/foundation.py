@@ -311,7 +311,8 @@ def logs(
     for col in ("id", "time", "model", "prompt", "response", "tokens", "tok/s", "end"):
         table.add_column(col)
     for r in rows:
-        prompt_text = r["prompt"] if r["prompt"] is not None else (r["messages"] or [{}])[-1].get("content", "")
+        last = (r["messages"] or [{}])[-1].get("content", "")
+        prompt_text = r["prompt"] if r["prompt"] is not None else last
         table.add_row(str(r["id"]), r["ts"][:19].replace("T", " "), f"{r['backend']}/{r['model']}",
                       _clip(prompt_text), _clip(r["response"]),
                       f"{r['prompt_tokens']}+{r['completion_tokens']}",

@@ -102,8 +102,8 @@ class Model(ABC):
         """Log-probability of each continuation after the context (sum over its tokens)."""
         raise NotImplementedError(f"the {self.backend} backend does not return log-probabilities")
 
-    def close(self) -> None:
-        """Free the model's memory (optional)."""
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends with nothing to free
+        """Free the model's memory."""
 
     # --- written once ----------------------------------------------------------------------------
 

@@ -64,11 +64,13 @@ def read_gguf(path: str | Path, name: str | None = None, backend: str = "llamacp
 def quant_name(file_type: str | None) -> str | None:
     if file_type in (None, ""):
         return None
-    try:
-        from gguf import LlamaFileType
+    import llama_cpp  # its LLAMA_FTYPE_* constants name the file types (gguf's enum costs an import)
 
-        return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
-    except (ImportError, ValueError):
+    names = {v: k.removeprefix("LLAMA_FTYPE_MOSTLY_") for k, v in vars(llama_cpp).items()
+             if k.startswith("LLAMA_FTYPE_MOSTLY_")}
+    try:
+        return names.get(int(file_type), f"file_type {file_type}")
+    except ValueError:
         return f"file_type {file_type}"
 
 
