@@ -1,0 +1,339 @@
+"""Models through Hugging Face transformers: a GGUF file (dequantized to float32) or a model directory.
+
+This backend is for looking inside a model in PyTorch (log-probabilities, hidden states, fine-tuning)
+with the same bundled GGUF files the llamacpp backend runs. A GGUF file's model card and its
+end-of-generation tokens are read through llama.cpp, exactly as the llamacpp backend reads them, and
+chats are rendered by the shared Jinja template, so both backends see the same ids and stop at the
+same tokens; ``encode`` is tested to agree with llama.cpp on both bundled models.
+
+Generation is a plain decode loop over the KV cache, not ``model.generate`` in a thread: each token is
+picked with transformers' own logits processors (repetition penalty, temperature, top-k, top-p, in
+``generate``'s order), so a setting means what it means there, while token counts are exact, stop
+strings are held back, a seed drives a private ``torch.Generator`` (the global RNG is untouched), and
+closing the stream stops before the next forward pass. ``bench/bench_hf.py`` checks it keeps up with
+``model.generate``.
+
+What it gives up: CPU only, batch size one, no beam search; GGUF weights are dequantized, so a model
+takes four to six times its file's size in memory, and transformers reads the GGUF header three
+times while loading (tokenizer, config, weights), which for Gemma's 262k-token vocabulary takes
+tens of seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..chat import Message, check_prompt
+from ..config import GenerationConfig
+from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
+from .base import Chunk, Model, ModelInfo, Token, Usage, check_gguf
+from .llamacpp import DEFAULT_MAX_CTX, _find_stop, _partial_stop, default_threads
+
+_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
+
+
+def _import_torch():
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise MissingDependencyError("transformers", "hf") from exc
+    return torch, transformers
+
+
+class HFModel(Model):
+    backend = "hf"
+    can_score = True
+
+    def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
+                 n_threads: int | None = None, dtype: str = "float32", verbose: bool = False,
+                 **hf_options):
+        _check_whole("n_ctx", n_ctx, 2)
+        _check_whole("n_threads", n_threads, 1)
+        path = Path(path)
+        name = name or path.name
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ModelLoadError(f"{path} is not a Hugging Face model directory (no config.json)")
+            gguf_info, eog = None, None
+        else:
+            check_gguf(path)
+            gguf_info, eog = _read_gguf(path, name)
+        torch, _ = _import_torch()
+        if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
+            raise ConfigError(f"dtype must be a torch dtype name such as 'float32', got {dtype!r}")
+        # torch defaults to the physical cores it sees, which in a container can be more than this
+        # process may use; more threads than free cores make every step wait on a descheduled one
+        threads = n_threads or min(torch.get_num_threads(), default_threads())
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self.tokenizer, self.model = _load(path, getattr(torch, dtype), verbose, hf_options)
+
+        info = gguf_info or _describe_dir(path, name, self.model, self.tokenizer)
+        trained = info.trained_context_length
+        info.context_length = n_ctx or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+        super().__init__(info)
+        tok = self.tokenizer
+        self._bos_id = (tok.convert_tokens_to_ids(info.bos_token) if info.bos_token else tok.bos_token_id)
+        if not info.extra.get("add_bos_token"):
+            self._bos_id = None
+        if eog is None:  # a directory: the ids its generation config ends on
+            eos = self.model.generation_config.eos_token_id
+            eog = {*(eos if isinstance(eos, list) else [eos]), tok.eos_token_id} - {None}
+        self._eog = frozenset(eog)
+
+    # --- tokens ----------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        # Special tokens written in the text (from a chat template) are parsed as special, as in
+        # llama.cpp; a template that already writes the BOS token must not get a second one.
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if self._bos_id is not None and not (self.info.bos_token and text.startswith(self.info.bos_token)):
+            ids = [self._bos_id, *ids]
+        return ids
+
+    def tokenize(self, text: str) -> list[Token]:
+        return [Token(i, self.tokenizer.decode([i])) for i in self._plain_ids(text)]
+
+    def _plain_ids(self, text: str) -> list[int]:
+        """Ids with nothing added and special-token text kept as text, as llama.cpp's special=False."""
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+
+    # --- generation ------------------------------------------------------------------------------
+
+    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+        ids = self.encode(self.prompt_text(prompt))
+        room = self.info.context_length - len(ids)
+        if room < 1:
+            raise ContextOverflowError(len(ids), config.max_new_tokens, self.info.context_length)
+        budget = min(config.max_new_tokens, room)
+        text = _TextDelta(self.tokenizer)
+        stops = config.stop
+        held = ""  # text that might be the start of a stop string, not yet shown
+        n = 0
+        finish = "length" if budget == config.max_new_tokens else "context"
+        cut = None
+        tokens = self._tokens(ids, budget, config)
+        try:
+            for tok in tokens:
+                if tok in self._eog:
+                    finish = "stop"
+                    break
+                n += 1
+                held += text.add(tok)
+                if stops:
+                    cut = _find_stop(held, stops)
+                    if cut is not None:  # what follows the stop string is dropped, held-back text too
+                        held = held[:cut]
+                        finish = "stop"
+                        break
+                    safe = len(held) - _partial_stop(held, stops)
+                    if safe > 0:
+                        yield Chunk(held[:safe])
+                        held = held[safe:]
+                elif held:
+                    yield Chunk(held)
+                    held = ""
+        except RuntimeError as exc:
+            raise BackendError(f"transformers failed while generating: {exc}") from exc
+        finally:
+            tokens.close()
+        if cut is None:
+            held += text.flush()
+        yield Chunk(held, finish_reason=finish, usage=Usage(len(ids), n))
+
+    def _tokens(self, ids: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
+        """Up to ``budget`` next-token ids, one forward pass each, computed only when asked for.
+
+        Inference mode is entered per step, never across a ``yield``: it is thread-local state and
+        would otherwise leak into the caller's code while the stream is paused.
+        """
+        torch = self._torch
+        pick = self._picker(config)
+        seq = torch.tensor([ids])
+        new, cache = seq, None
+        for _ in range(budget):
+            with torch.inference_mode():
+                out = self.model(input_ids=new, past_key_values=cache, use_cache=True, logits_to_keep=1)
+                cache = out.past_key_values
+                new = pick(seq, out.logits[:, -1, :].float())
+                seq = torch.cat([seq, new], dim=-1)
+            yield int(new)
+
+    def _picker(self, config: GenerationConfig):
+        """``pick(sequence, logits) -> [[token id]]`` for a config, as ``model.generate`` would pick."""
+        from transformers import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        torch = self._torch
+        procs = LogitsProcessorList()
+        if config.repeat_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(config.repeat_penalty))
+        if config.greedy:
+            return lambda seq, logits: procs(seq, logits).argmax(dim=-1, keepdim=True)
+        if config.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(config.temperature))
+        if config.top_k:
+            procs.append(TopKLogitsWarper(config.top_k))
+        if config.top_p < 1.0:
+            procs.append(TopPLogitsWarper(config.top_p))
+        gen = torch.Generator()
+        if config.seed is None:
+            gen.seed()  # a fresh Generator has a fixed seed; unseeded sampling should vary
+        else:
+            gen.manual_seed(config.seed)
+        return lambda seq, logits: torch.multinomial(procs(seq, logits).softmax(dim=-1), 1, generator=gen)
+
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def score(self, context: str | list[Message], continuations: list[str]) -> list[float]:
+        """Summed log-probability of each continuation's tokens after the context.
+
+        A continuation is tokenized on its own, as in the llamacpp backend, so a word after a raw
+        text context carries its own leading space (``" Paris"``). The context is run once and its
+        KV cache copied for each continuation; a one-token continuation is read from the
+        context's last logits.
+        """
+        torch = self._torch
+        check_prompt(context)
+        ctx = self.encode(self.prompt_text(context))
+        conts = [self._plain_ids(c) for c in continuations]
+        longest = max(map(len, conts), default=0)
+        if len(ctx) + longest > self.info.context_length:
+            raise ContextOverflowError(len(ctx), longest, self.info.context_length)
+        scores = []
+        try:
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([ctx]), use_cache=True, logits_to_keep=1)
+                first = out.logits[0, -1].float().log_softmax(dim=-1)
+                for cont in conts:
+                    if not cont:
+                        scores.append(0.0)
+                        continue
+                    total = first[cont[0]]
+                    if len(cont) > 1:
+                        rest = self.model(input_ids=torch.tensor([cont[:-1]]), use_cache=True,
+                                          past_key_values=copy.deepcopy(out.past_key_values))
+                        logp = rest.logits[0].float().log_softmax(dim=-1)
+                        total = total + logp.gather(1, torch.tensor(cont[1:])[:, None]).sum()
+                    scores.append(float(total))
+        except RuntimeError as exc:
+            raise BackendError(f"transformers failed while scoring: {exc}") from exc
+        return scores
+
+    def close(self) -> None:
+        self.model = self.tokenizer = None
+
+
+class _TextDelta:
+    """The text each new token adds, decoded in context.
+
+    A token decoded alone can be half a UTF-8 character or lose a SentencePiece space, so the
+    last shown token and the new ones are decoded together and only the difference is returned
+    (the prefix-offset method of text-generation-inference and vLLM).
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = self.read = 0  # ids[prefix:read] is the context of what is already shown
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        shown = self._decode(self.ids[self.prefix:self.read])
+        now = self._decode(self.ids[self.prefix:])
+        if len(now) > len(shown) and not now.endswith("\ufffd"):  # not mid-character
+            self.prefix, self.read = self.read, len(self.ids)
+            return now[len(shown):]
+        return ""
+
+    def flush(self) -> str:
+        """Whatever is still held back at the end (an incomplete character comes out as U+FFFD)."""
+        shown = self._decode(self.ids[self.prefix:self.read])
+        return self._decode(self.ids[self.prefix:])[len(shown):]
+
+
+def _check_whole(option: str, value, least: int) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+        raise ConfigError(f"{option} must be a whole number >= {least}, got {value!r}")
+
+
+def _read_gguf(path: Path, name: str) -> tuple[ModelInfo, set[int]]:
+    """The llamacpp backend's model card, and the ids llama.cpp ends generation on (EOS, EOT...)."""
+    import llama_cpp
+
+    from .gguf_meta import describe_loaded
+    from .llamacpp import open_llama
+
+    # one vocab-only load gives both (gguf_meta.read_gguf is this same load without the ids)
+    probe = open_llama(path, vocab_only=True)
+    try:
+        vocab = probe._model.vocab
+        eog = {i for i in range(probe.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, i)}
+        return describe_loaded(probe, path, name, HFModel.backend), eog
+    finally:
+        probe.close()
+
+
+def _load(path: Path, dtype, verbose: bool, options: dict):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    where, kwargs = (path, {}) if path.is_dir() else (path.parent, {"gguf_file": path.name})
+    # the GGUF conversion draws progress bars on stderr that a library should not show
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
+    try:
+        with quiet:
+            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=dtype,
+                                                         **kwargs, **options)
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "transformers", "hf") from exc
+    except _LOAD_ERRORS as exc:
+        raise ModelLoadError(f"transformers could not load {path}: {exc}") from exc
+    model.eval()
+    return tokenizer, model
+
+
+def _describe_dir(path: Path, name: str, model, tokenizer) -> ModelInfo:
+    """A model card from a model directory's config and tokenizer."""
+    from .gguf_meta import is_instruct
+
+    cfg = model.config.get_text_config()
+    template = tokenizer.chat_template
+    if isinstance(template, dict):  # several named templates: the default one renders chats
+        template = template.get("default")
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    bos_id = tokenizer.bos_token_id
+    trained = getattr(cfg, "max_position_embeddings", None)
+    return ModelInfo(
+        name=name, backend=HFModel.backend, path=str(path),
+        architecture=getattr(cfg, "model_type", None),
+        parameters=sum(p.numel() for p in model.parameters()),
+        trained_context_length=trained,
+        license=None,
+        instruct=is_instruct({"general.name": model.config.name_or_path}, path, template),
+        file_size=sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin")),
+        chat_template=template or None,
+        bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "",
+        extra={
+            "add_bos_token": bos_id is not None and full[:1] == [bos_id] and plain[:1] != [bos_id],
+            "vocab_size": getattr(cfg, "vocab_size", None),
+            "layers": getattr(cfg, "num_hidden_layers", None),
+            "embedding_length": getattr(cfg, "hidden_size", None),
+            "dtype": str(model.dtype).removeprefix("torch."),
+        },
+    )
