@@ -12,7 +12,16 @@ kept for anyone who wants it.
     ├── PromptError            an empty prompt, a chat with no user turn, a model with no chat template
     │   └── ContextOverflowError   prompt + max_new_tokens does not fit the context window
     ├── StoreError             the call log cannot be opened, is locked or is corrupt
+    ├── TaskError              an unknown task, or a task YAML file that cannot be used
+    ├── DataError              a dataset that cannot be evaluated: missing file or column, empty,
+    │                          not UTF-8, labels outside the task's set, a row beyond the context
+    ├── SuiteError             an unknown probe suite, or a malformed suite file (names file and line)
     └── BackendError           a backend failed while generating
+        ├── ServerUnreachableError   no answer from a remote server (refused, timed out)
+        ├── AuthenticationError      the server refused the API key (HTTP 401/403)
+        ├── RemoteModelNotFoundError the server does not have that model (also a ModelNotFoundError)
+        ├── ServerBusyError          still 429/503 after the retries
+        └── NotSupportedError        the server cannot do this (no tokenizer, no log-probabilities)
 """
 
 from __future__ import annotations
@@ -65,3 +74,35 @@ class StoreError(LlmlabError):
 
 class BackendError(LlmlabError):
     pass
+
+
+class ServerUnreachableError(BackendError):
+    pass
+
+
+class AuthenticationError(BackendError):
+    pass
+
+
+class RemoteModelNotFoundError(BackendError, ModelNotFoundError):
+    pass
+
+
+class ServerBusyError(BackendError):
+    pass
+
+
+class NotSupportedError(BackendError, NotImplementedError):
+    pass
+
+
+class SuiteError(LlmlabError, ValueError):
+    """An unknown probe suite, or a suite file that cannot be used; the message names file and line."""
+
+
+class TaskError(LlmlabError, ValueError):
+    """An unknown task name, or a task file that is malformed (the message names the file)."""
+
+
+class DataError(LlmlabError, ValueError):
+    """A dataset that cannot be evaluated as it is; the message names the file and what to change."""

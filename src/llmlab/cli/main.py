@@ -7,7 +7,6 @@ commands that need them, so ``llmlab --help`` stays fast.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="backend/name, alias or path (see `llmlab models`)")]
+ModelOpt = Annotated[str, typer.Option(
+    "--model", "-m", help="backend/name, alias or path (see `llmlab models`)")]
 
 
 @app.callback()
@@ -40,7 +40,7 @@ def err(message: str) -> None:
 def run() -> None:
     """Console entry point: one line per error, never a traceback for a user error."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised in a command
     except LlmlabError as exc:
         err(f"error: {exc}")
         sys.exit(1)
@@ -59,8 +59,9 @@ def run() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 # Commands live in their own modules; importing them registers them on `app`.
-from . import foundation  # noqa: E402,F401
+from . import foundation  # noqa: E402,F401,I001
 # (each feature adds its command module here)

@@ -61,6 +61,42 @@ def read_gguf(path: str | Path, name: str | None = None, backend: str = "llamacp
         llm.close()
 
 
+def trained_context(path: Path) -> int | None:
+    """The context length a GGUF model was trained for, to size the window before loading it.
+
+    A vocab-only load costs a third of a full load (0.1 s of 0.23 s for SmolLM2), so the answer is
+    kept in a small JSON file in the data directory, keyed by path, size and mtime.
+    """
+    import json
+
+    from ..config import data_dir
+
+    st = path.stat()
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = data_dir() / "gguf-context.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    from .llamacpp import open_llama
+
+    probe = open_llama(path, vocab_only=True)
+    arch = probe.metadata.get("general.architecture", "")
+    trained = _int(probe.metadata.get(f"{arch}.context_length"))
+    probe.close()
+    cache[key] = trained
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cache))
+        tmp.replace(cache_file)  # atomic, so concurrent processes never read half a file
+    except OSError:
+        pass  # a read-only data directory only costs the probe next time
+    return trained
+
+
 def quant_name(file_type: str | None) -> str | None:
     if file_type in (None, ""):
         return None

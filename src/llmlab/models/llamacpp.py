@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..chat import Message
 from ..config import GenerationConfig
-from ..errors import BackendError, MissingDependencyError, ModelLoadError
+from ..errors import BackendError, ContextOverflowError, MissingDependencyError, ModelLoadError, PromptError
 from .base import Chunk, Model, Token, Usage, check_gguf
 
 DEFAULT_MAX_CTX = 8192  # a larger trained window is capped to keep the KV cache small on a laptop
@@ -54,16 +54,18 @@ class LlamaCppModel(Model):
         path = Path(path)
         check_gguf(path)
         if n_ctx is None:
-            # the trained window is in the header; a vocab-only load reads it in milliseconds
-            probe = open_llama(path, vocab_only=True)
-            arch = probe.metadata.get("general.architecture", "")
-            trained = int(probe.metadata.get(f"{arch}.context_length", 0) or 0)
-            probe.close()
-            n_ctx = min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
+            from .gguf_meta import trained_context
+
+            n_ctx = min(trained_context(path) or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         self.llm = open_llama(path, n_ctx=n_ctx, n_threads=n_threads or default_threads(),
                               n_batch=n_batch, **llama_options)
         super().__init__(describe_loaded(self.llm, path, name or path.name, self.backend))
         self._add_bos = bool(self.info.extra.get("add_bos_token"))
+        # Reusing the KV cache of a shared prompt prefix is exact for plain attention, but with a
+        # sliding-window cache (Gemma 3) llama.cpp recomputes it differently and seeded runs stop
+        # reproducing (measured: 4 of 5 runs differ). Such models start every call from scratch.
+        arch = self.info.architecture or ""
+        self.reuse_prefix = f"{arch}.attention.sliding_window" not in self.llm.metadata
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -85,6 +87,8 @@ class LlamaCppModel(Model):
         llm = self.llm
         vocab = llm._model.vocab
         llm.set_seed(config.seed if config.seed is not None else random.randrange(2**31))
+        if not self.reuse_prefix:
+            llm.reset()
         gen = llm.generate(
             tokens, top_k=config.top_k, top_p=config.top_p, min_p=0.0, typical_p=1.0,
             temp=0.0 if config.greedy else float(config.temperature),
@@ -127,11 +131,84 @@ class LlamaCppModel(Model):
         held += decoder.decode(b"", final=True)
         yield Chunk(held, finish_reason=finish, usage=Usage(len(tokens), n))
 
+    # --- scoring ---------------------------------------------------------------------------------
+
+    def score(self, context: str | list[Message], continuations: list[str]) -> list[float]:
+        """Log-probability of each continuation after the context (natural log, summed over tokens).
+
+        The context is evaluated once, and only the part that differs from what is already in the
+        KV cache (so a task's shared prefix -- system message, few-shot examples, instruction -- is
+        computed once for a whole dataset). A one-token continuation costs nothing beyond that: its
+        log-probability is read from the context's last logits. A longer one costs one small decode
+        of its own tokens, which is then removed from the cache. Continuations are tokenized on
+        their own, so a raw-text context wants them to start with a space.
+        """
+        llm = self.llm
+        ctx_ids = self.encode(self.prompt_text(context))
+        conts = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in continuations]
+        longest = max((len(c) for c in conts), default=0)
+        if not ctx_ids:
+            raise PromptError("cannot score continuations of an empty context")
+        if len(ctx_ids) + longest > llm.n_ctx():
+            raise ContextOverflowError(len(ctx_ids), longest, llm.n_ctx())
+        try:
+            last = _log_softmax(self._prefill(ctx_ids))
+            scores = []
+            for ids in conts:
+                total = float(last[ids[0]]) if ids else 0.0
+                if len(ids) > 1:
+                    rows = self._decode_rows(ids[:-1], len(ctx_ids))
+                    total += float(sum(_log_softmax(rows[j])[ids[j + 1]] for j in range(len(ids) - 1)))
+                    llm._ctx.kv_cache_seq_rm(-1, len(ctx_ids), -1)
+                    # the logits now belong to the continuation: a later generate() must not reuse them
+                    llm._requires_eval = True
+                scores.append(total)
+        except (RuntimeError, ValueError) as exc:
+            llm.reset()
+            raise BackendError(f"llama.cpp failed while scoring: {exc}") from exc
+        return scores
+
+    def _prefill(self, ids: list[int]):
+        """Bring the KV cache to exactly ``ids``, reusing the longest cached prefix; last logits."""
+        import numpy as np
+
+        llm = self.llm
+        cached = llm.input_ids[: llm.n_tokens]
+        n = min(len(cached), len(ids))
+        differ = np.flatnonzero(cached[:n] != np.asarray(ids[:n], dtype=cached.dtype))
+        common = int(differ[0]) if len(differ) else n
+        keep = min(common, len(ids) - 1)  # at least one token is decoded, to get fresh logits
+        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.n_tokens = keep
+        else:
+            llm.reset()
+        llm.eval(ids[llm.n_tokens:])  # logits are kept for the last token only
+        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
+
+    def _decode_rows(self, ids: list[int], pos: int):
+        """Decode ``ids`` at positions ``pos...`` with logits for every one; (len(ids), n_vocab)."""
+        import numpy as np
+
+        llm = self.llm
+        if len(ids) > llm.n_batch:
+            raise PromptError(f"a continuation of {len(ids) + 1} tokens is longer than the batch size")
+        llm._batch.set_batch(batch=ids, n_past=pos, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(ids), llm.n_vocab()))
+
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
             self.llm = None
+
+
+def _log_softmax(logits):
+    import numpy as np
+
+    x = logits.astype(np.float64)
+    top = x.max()
+    return x - top - np.log(np.exp(x - top).sum())
 
 
 def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
