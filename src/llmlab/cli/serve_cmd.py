@@ -1,0 +1,89 @@
+"""``llmlab serve``: serve local models over the OpenAI-compatible and Ollama-compatible APIs.
+
+    llmlab serve                                   # smollm2 on http://127.0.0.1:8000
+    llmlab serve -m smollm2 -m llama3.2:1b=smollm2 -e minilm --port 11434
+    llmlab serve --api-key secret                  # requests need Authorization: Bearer secret
+
+The server listens on 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are imported
+only when the command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated
+
+import typer
+
+from ..errors import ConfigError, MissingDependencyError
+from .main import app, err
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line when the address is taken, before minutes are spent loading models."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                              "(pick another --port)") from exc
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on (127.0.0.1 keeps it on this machine)")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (Ollama's is 11434)")] = 8000,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="model to serve: alias, backend/name or path; NAME=MODEL serves it under "
+        "another name too (repeatable; default smollm2)")] = None,
+    embedding: Annotated[list[str] | None, typer.Option(
+        "--embedding", "-e", help="embedding model for /v1/embeddings and /api/embed (minilm = the "
+        "bundled all-MiniLM-L6-v2; repeatable)")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", help="require Authorization: Bearer KEY (default: $LLMLAB_API_KEY, else none)")] = None,
+    parallel: Annotated[int, typer.Option(help="requests decoded together per GGUF model")] = 4,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="context window of each request")] = 4096,
+    queue_size: Annotated[int, typer.Option(help="requests that may wait per model before 503")] = 64,
+    threads: Annotated[int | None, typer.Option(
+        help="llama.cpp threads per GGUF model (default: every core but one)")] = None,
+    max_body: Annotated[int, typer.Option(help="largest request body in bytes")] = 1 << 20,
+    log: Annotated[bool, typer.Option("--log/--no-log", help="write each generation to the call log")]
+    = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no access log")] = False,
+):
+    """Serve local models over HTTP: OpenAI-compatible /v1 and Ollama-compatible /api."""
+    for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1), ("--n-ctx", n_ctx, 16),
+                             ("--queue-size", queue_size, 1), ("--max-body", max_body, 1024),
+                             ("--threads", threads or 1, 1)):
+        if value < low or (name == "--port" and value > 65535):
+            raise ConfigError(f"{name} must be >= {low}" + (" and <= 65535" if name == "--port" else "")
+                              + f", got {value}")
+    api_key = api_key or os.environ.get("LLMLAB_API_KEY") or None
+    _check_port(host, port)
+    try:
+        import uvicorn
+
+        from ..serve.app import create_app
+        from ..serve.models import load_served
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "fastapi", "serve") from exc
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err(f"warning: listening on {host}, reachable from other machines"
+            + ("" if api_key else "; consider --api-key"))
+    models = load_served(model or [], embedding or [], parallel=parallel, n_ctx=n_ctx,
+                         queue_size=queue_size, threads=threads, log=log)
+    try:
+        shown = f"[{host}]" if ":" in host else host
+        err(f"serving {', '.join(models.by_name)} at http://{shown}:{port} "
+            f"(OpenAI API: http://{shown}:{port}/v1, Ollama API: http://{shown}:{port}/api)")
+        config = uvicorn.Config(create_app(models, api_key=api_key, max_body=max_body), host=host,
+                                port=port, log_level="warning" if quiet else "info",
+                                access_log=not quiet, lifespan="off",
+                                timeout_graceful_shutdown=5)  # open streams must not hold up a stop
+        uvicorn.Server(config).run()
+    finally:
+        models.close()

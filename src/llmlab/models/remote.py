@@ -1,0 +1,237 @@
+"""What the HTTP backends (``ollama/``, ``openai/``) share: one httpx client, retries, clear errors.
+
+A remote model is a name on a server. Requests that fail on the way (connection refused, timeouts,
+HTTP 429 and 5xx) are retried with exponential backoff, honouring ``Retry-After``; a stream is
+retried only until its first byte, since a half-delivered answer cannot be replayed. Whatever still
+fails becomes one ``BackendError`` subclass with a one-line message naming the server:
+
+    ServerUnreachableError    nothing answers at the base URL (refused, DNS, timeout)
+    AuthenticationError       HTTP 401/403: the API key is missing or wrong
+    RemoteModelNotFoundError  the server does not have the model (lists the ones it has)
+    ServerBusyError           still 429/503 after the retries
+
+A server usually applies the chat template itself and may not expose a tokenizer, so ``fit()``
+checks the context window only when both the window and a tokenizer are known; otherwise the prompt
+goes as it is and the server's own usage figures are what gets logged. Every streamed chunk carries
+a running token count (one per streamed event), so a stream cut off part-way is still counted
+without a tokenizer.
+
+A model name may carry its server: ``ollama/llama3.2:1b@http://127.0.0.1:11434``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..chat import Message, Overflow
+from ..config import GenerationConfig
+from ..errors import (
+    AuthenticationError,
+    BackendError,
+    MissingDependencyError,
+    RemoteModelNotFoundError,
+    ServerBusyError,
+    ServerUnreachableError,
+)
+from .base import Chunk, Model, ModelInfo, Usage
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+def env_first(*names: str) -> str | None:
+    """The first of these environment variables that is set and non-empty."""
+    for name in names:
+        if value := os.environ.get(name, "").strip():
+            return value
+    return None
+
+
+def split_url(model_name: str) -> tuple[str, str | None]:
+    """``"llama3.2:1b@http://host:11434"`` -> ``("llama3.2:1b", "http://host:11434")``."""
+    name, sep, url = str(model_name).partition("@")
+    if sep and url.startswith(("http://", "https://")):
+        return name, url
+    return str(model_name), None
+
+
+def error_message(response) -> str:
+    """The server's own words from an error response, in OpenAI, Ollama or FastAPI shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason_phrase or "").strip()[:300]
+    if isinstance(body, dict):
+        err = body.get("error", body.get("detail", body))
+        if isinstance(err, dict):
+            err = err.get("message", err)
+        return str(err)[:300]
+    return str(body)[:300]
+
+
+class RemoteModel(Model):
+    """Base of the HTTP backends: subclasses set ``default_url`` and implement the protocol."""
+
+    default_url = ""
+    key_hint = "--api-key"
+
+    def __init__(self, info: ModelInfo, base_url: str, api_key: str | None = None,
+                 timeout: float = 120.0, connect_timeout: float = 5.0, retries: int = 3,
+                 backoff: float = 0.5, transport=None):
+        try:
+            import httpx
+        except ImportError as exc:
+            raise MissingDependencyError("httpx", "all") from exc
+        super().__init__(info)
+        self.base_url = base_url.rstrip("/")
+        self.retries = max(0, int(retries))
+        self.backoff = float(backoff)
+        headers = {"User-Agent": "llmlab"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.http = httpx.Client(
+            base_url=self.base_url, headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False,
+            transport=transport)  # an httpx transport: a test's fake server, a proxy, ...
+        self.info.extra["base_url"] = self.base_url
+
+    # --- requests with retries -------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json_body=None, missing_ok: bool = False):
+        """One request, retried on connection errors, 429 and 5xx; returns the httpx response.
+
+        With ``missing_ok`` a 404/405 is returned to the caller (probing for an optional endpoint).
+        """
+        with self.open(method, path, json_body=json_body, stream=False, missing_ok=missing_ok) as r:
+            return r
+
+    @contextmanager
+    def open(self, method: str, path: str, *, json_body=None, stream: bool = True,
+             missing_ok: bool = False):
+        """Open a (streaming) response once the status is good; retries happen before any byte."""
+        import httpx
+
+        attempt = 0
+        while True:
+            try:
+                req = self.http.build_request(method, path, json=json_body)
+                response = self.http.send(req, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
+                    httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError) as exc:
+                if attempt < self.retries:
+                    time.sleep(self._delay(attempt, None))
+                    attempt += 1
+                    continue
+                raise self._unreachable(exc) from exc
+            if response.status_code in RETRY_STATUS and attempt < self.retries:
+                delay = self._delay(attempt, response.headers.get("retry-after"))
+                response.close()
+                time.sleep(delay)
+                attempt += 1
+                continue
+            try:
+                if not (missing_ok and response.status_code in (404, 405)):
+                    self._check(response, path)
+                yield response
+            finally:
+                response.close()
+            return
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        delay = self.backoff * 2 ** attempt
+        if retry_after:
+            try:
+                delay = float(retry_after)
+            except ValueError:
+                when = email.utils.parsedate_to_datetime(retry_after)
+                delay = when.timestamp() - time.time() if when else delay
+        return min(max(delay, 0.0), 30.0)
+
+    def _unreachable(self, exc: Exception) -> ServerUnreachableError:
+        kind = type(exc).__name__
+        what = "timed out" if "Timeout" in kind else f"could not be reached ({kind}: {exc})"
+        return ServerUnreachableError(
+            f"the {self.backend} server at {self.base_url} {what}; is it running? "
+            f"(set the URL with {self.url_hint})")
+
+    @property
+    def url_hint(self) -> str:
+        return "the model name's @URL suffix or the environment"
+
+    def _check(self, response, path: str) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        response.read()
+        message = error_message(response)
+        where = f"{self.base_url}{path if path.startswith('/') else '/' + path}"
+        if status in (401, 403):
+            raise AuthenticationError(
+                f"the {self.backend} server at {self.base_url} refused the request (HTTP {status}: "
+                f"{message}); check the API key ({self.key_hint})")
+        if status == 404 and "model" in message.lower():
+            raise RemoteModelNotFoundError(
+                f"the {self.backend} server at {self.base_url} has no model {self.info.name!r} "
+                f"({message}){self._available_hint()}")
+        if status in RETRY_STATUS:
+            raise ServerBusyError(
+                f"the {self.backend} server at {self.base_url} is still busy or failing after "
+                f"{self.retries} retries (HTTP {status}: {message})")
+        raise BackendError(f"{where} answered HTTP {status}: {message}")
+
+    def _available_hint(self) -> str:
+        try:
+            names = self.list_models()
+        except BackendError:
+            return ""
+        return f"; it has: {', '.join(names[:20])}" if names else "; it has no models"
+
+    def list_models(self) -> list[str]:
+        """Names of the models the server offers."""
+        raise NotImplementedError
+
+    # --- streaming helpers -----------------------------------------------------------------------
+
+    @staticmethod
+    def running(n: int) -> Usage:
+        return Usage(prompt_tokens=0, completion_tokens=n)
+
+    def counted(self, piece: str, n: int) -> Iterator[Chunk]:
+        """The n-th piece, preceded by the running count, so a stream cut off part-way is still
+        counted without a tokenizer (``Response`` reads a chunk's usage only after yielding its text)."""
+        yield Chunk("", usage=self.running(n))
+        yield Chunk(piece)
+
+    @staticmethod
+    def json_lines(response, prefix: str = "") -> Iterator[dict]:
+        """Decoded JSON objects from NDJSON (``prefix=""``) or SSE (``prefix="data:"``) lines."""
+        for line in response.iter_lines():
+            line = line.strip()
+            if not line or (prefix and not line.startswith(prefix)):
+                continue
+            payload = line[len(prefix):].strip()
+            if payload == "[DONE]":
+                return
+            try:
+                yield json.loads(payload)
+            except ValueError as exc:
+                raise BackendError(f"the server sent a line that is not JSON: {payload[:120]!r}") from exc
+
+    # --- the context window ----------------------------------------------------------------------
+
+    has_tokenizer: bool = False
+
+    def fit(self, prompt: str | list[Message], config: GenerationConfig,
+            overflow: Overflow = "error") -> tuple[str | list[Message], int, int]:
+        """Check the window when it and a tokenizer are known; else let the server judge (0 tokens)."""
+        can_render = isinstance(prompt, str) or bool(self.info.chat_template)
+        if self.info.context_length and self.has_tokenizer and can_render:
+            return super().fit(prompt, config, overflow)
+        return prompt, 0, 0
+
+    def close(self) -> None:
+        self.http.close()

@@ -1,0 +1,183 @@
+"""What both APIs share: errors in each API's own format, settings, messages, running a generation.
+
+An error is raised as ``ApiError`` (or any ``LlmlabError``) and rendered by the app in the format of
+the API the request came to: OpenAI's ``{"error": {"message", "type", "param", "code"}}`` under
+``/v1``, Ollama's ``{"error": "..."}`` under ``/api``. The message is always one line.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from ..chat import Message
+from ..config import GenerationConfig
+from ..errors import ConfigError, ContextOverflowError, LlmlabError, ModelNotFoundError, PromptError
+from .engine import TokenLogprob
+from .models import QueueFull, Served, ServedModels, Work, run_generation
+
+DEFAULT_UNBOUNDED = 512  # new tokens when a request sets no limit and the window is unknown
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+
+def api_error(exc: Exception) -> ApiError:
+    """Any failure as an ApiError with the right status."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, QueueFull):
+        return ApiError(503, f"the queue for model {exc} is full; retry shortly", code="server_busy",
+                        headers={"Retry-After": "1"})
+    if isinstance(exc, ModelNotFoundError):
+        return ApiError(404, str(exc), param="model", code="model_not_found")
+    if isinstance(exc, (ContextOverflowError,)):
+        return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
+    if isinstance(exc, (ConfigError, PromptError)):
+        return ApiError(400, str(exc))
+    if isinstance(exc, LlmlabError):
+        return ApiError(500, str(exc), code="backend_error")
+    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
+
+
+def openai_body(err: ApiError) -> dict:
+    kind = "invalid_request_error" if err.status < 500 else "server_error"
+    if err.status == 401:
+        kind = "authentication_error"
+    return {"error": {"message": err.message, "type": kind, "param": err.param, "code": err.code}}
+
+
+def ollama_body(err: ApiError) -> dict:
+    return {"error": err.message}
+
+
+def one_line_validation(errors) -> str:
+    """FastAPI's validation errors as one line: ``messages: Field required; max_tokens: ...``."""
+    parts = []
+    for e in list(errors)[:3]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        msg = e.get("msg", "invalid")
+        if e.get("type") == "json_invalid":
+            return "the request body is not valid JSON"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid request: " + "; ".join(parts)
+
+
+def make_config(**settings) -> GenerationConfig:
+    """A GenerationConfig from request fields; unset ones keep llmlab's defaults."""
+    stop = settings.pop("stop", None)
+    if isinstance(stop, str):
+        stop = (stop,)
+    try:
+        return GenerationConfig().replace(stop=tuple(stop) if stop else None, **settings)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc).replace("invalid generation setting: ", "invalid request: ")) from exc
+
+
+def budget(model, prompt, requested: int | None) -> int:
+    """New tokens to allow: what was asked, else what is left of the window."""
+    if requested is not None:
+        return requested
+    ctx = model.info.context_length
+    if not ctx:
+        return DEFAULT_UNBOUNDED
+    try:
+        used = model.count_tokens(prompt)
+    except LlmlabError:
+        return DEFAULT_UNBOUNDED
+    if used >= ctx:
+        raise ContextOverflowError(used, 1, ctx)
+    return max(1, ctx - used)
+
+
+def as_message(role: str, content) -> Message:
+    """A chat message from OpenAI/Ollama JSON: text, or a list of content parts (text only)."""
+    if role == "developer":
+        role = "system"
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text":
+                texts.append(str(part.get("text", "")))
+            else:
+                raise ApiError(400, "only text content parts are supported", param="messages")
+        content = "".join(texts)
+    if content is None:
+        content = ""
+    try:
+        return Message(role, content)
+    except PromptError as exc:
+        raise ApiError(400, str(exc), param="messages") from exc
+
+
+async def start(served: Served, fn, top_logprobs: int | None = None):
+    """Queue the work; wait for its first result, so errors before any output are a proper 4xx/5xx.
+
+    Returns the rest of the results (an async iterator) and the first one (or None).
+    """
+    work = Work(fn)
+    work.options.top_logprobs = top_logprobs
+    served.submit(work)
+    results = work.results()
+    try:
+        first = await results.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except Exception:
+        await results.aclose()
+        raise
+    return results, first
+
+
+async def generation(models: ServedModels, name: str | None, prompt, config: GenerationConfig,
+                     top_logprobs: int | None = None):
+    """Queue one generation; returns (served, async iterator of (kind, value))."""
+    served = models.get(name)
+    if isinstance(prompt, list) and not served.model.info.chat_template:
+        raise ApiError(400, f"model {served.name} has no chat template; use the completions endpoint")
+    results, first = await start(served, run_generation(served.model, prompt, config), top_logprobs)
+
+    async def chained():
+        try:
+            if first is not None:
+                yield first
+            async for item in results:
+                yield item
+        finally:
+            await results.aclose()
+
+    return served, chained()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def finish_reason(reason: str | None) -> str:
+    return {"context": "length", "interrupted": "stop", None: "stop"}.get(reason, reason or "stop")
+
+
+def logprob_entry(lp: TokenLogprob) -> dict:
+    """One token in OpenAI chat format (also what Ollama returns)."""
+    return {"token": lp.token, "logprob": lp.logprob, "bytes": list(lp.token.encode("utf-8")),
+            "top_logprobs": [{"token": t, "logprob": v, "bytes": list(t.encode("utf-8"))}
+                             for t, v in lp.top]}
+
+
+async def call(served: Served, compute):
+    """Run ``compute()`` in the model's queue (serialized with its generations); returns its value."""
+    results, first = await start(served, lambda work: work.emit("value", compute()))
+    await results.aclose()
+    return first[1] if first else None

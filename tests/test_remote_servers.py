@@ -1,0 +1,91 @@
+"""llmlab's ``openai/`` backend against a third-party server: llama-cpp-python's own OpenAI-compatible
+server (``python -m llama_cpp.server``) on the bundled SmolLM2, started once with an API key; and
+clear errors for an unreachable server."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from llmlab import load_model
+from llmlab.errors import (
+    AuthenticationError,
+    NotSupportedError,
+    RemoteModelNotFoundError,
+    ServerUnreachableError,
+)
+from llmlab.models.registry import BUNDLED
+from llmlab.serve.process import ServerProcess, free_port
+
+KEY = "third-party-key"
+QUESTION = "Where is Groningen located?"
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_server(tmp_path_factory):
+    port = free_port()
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(BUNDLED["smollm2"].path()),
+               "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
+               "--api_key", KEY, "--verbose", "false"]
+    log = tmp_path_factory.mktemp("llama_cpp_server") / "server.log"
+    with ServerProcess(command=command, port=port, ready_path="/docs", log=log) as server:
+        yield server.url
+
+
+@pytest.fixture
+def remote(llama_cpp_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    model = load_model(f"openai/smollm2@{llama_cpp_server}", log=True)
+    yield model
+    model.close()
+
+
+def test_chat_and_raw_completion_match_the_local_backend(remote, smollm2):
+    reply = remote.generate([("user", QUESTION)], temperature=0, max_new_tokens=12)
+    assert reply.text == smollm2.generate([("user", QUESTION)], temperature=0, max_new_tokens=12).text
+    assert reply.usage.completion_tokens == 12 and reply.finish_reason == "length"
+    assert reply.timings.ttft_s is not None and reply.timings.ttft_s > 0
+    raw = remote.generate("One, two, three,", temperature=0, max_new_tokens=5)
+    assert raw.text == smollm2.generate("One, two, three,", temperature=0, max_new_tokens=5).text
+    seeded = [remote.generate("Once upon a time", temperature=0.9, seed=7, max_new_tokens=8).text
+              for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+
+def test_stream_and_stop_strings(remote):
+    pieces = list(remote.prompt("1, 2, 3,", temperature=0, max_new_tokens=20, stop=[" 6"]))
+    assert len(pieces) > 1 and "".join(pieces).strip().startswith("4") and " 6" not in "".join(pieces)
+
+
+def test_tokens_through_extras_tokenize(remote, smollm2):
+    assert remote.has_tokenizer
+    assert [t.id for t in remote.tokenize("Hello world")] == [t.id for t in smollm2.tokenize("Hello world")]
+    assert "".join(t.text for t in remote.tokenize("Hello world")) == "Hello world"
+
+
+def test_score_refuses_a_server_with_shifted_echo_logprobs(remote):
+    with pytest.raises(NotSupportedError, match="shifted by one token"):
+        remote.score("The capital of France is", [" Paris"])
+
+
+def test_clear_errors_for_key_model_and_server(llama_cpp_server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("LLMLAB_OPENAI_API_KEY", raising=False)
+    with pytest.raises(AuthenticationError, match="HTTP 401"):
+        load_model(f"openai/smollm2@{llama_cpp_server}", log=False).generate("Hi", max_new_tokens=2)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    with pytest.raises(RemoteModelNotFoundError, match="no model 'gpt-9'; it has: smollm2"):
+        load_model(f"openai/gpt-9@{llama_cpp_server}", log=False)
+    with pytest.raises(ServerUnreachableError, match="could not be reached"):
+        load_model(f"openai/x@http://127.0.0.1:{free_port()}", log=False, retries=1, backoff=0.01)
+    with pytest.raises(ServerUnreachableError, match="could not be reached"):
+        load_model(f"ollama/x@http://127.0.0.1:{free_port()}", log=False, retries=0)
+
+
+def test_calls_over_http_are_logged(remote, isolated_home):
+    remote.generate("Hi", max_new_tokens=2, temperature=0)
+    from llmlab.store import Store
+
+    last = Store.open().calls(limit=1)[0]
+    assert last["backend"] == "openai" and last["model"] == "smollm2" and last["completion_tokens"] == 2
