@@ -89,3 +89,24 @@ def test_calls_over_http_are_logged(remote, isolated_home):
 
     last = Store.open().calls(limit=1)[0]
     assert last["backend"] == "openai" and last["model"] == "smollm2" and last["completion_tokens"] == 2
+
+
+def test_cli_takes_the_server_and_key_from_flags(llama_cpp_server, smollm2, tmp_path):
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if "OPENAI" not in k}
+
+    def llmlab(*args):
+        return subprocess.run([sys.executable, "-m", "llmlab", "--db", str(tmp_path / "calls.db"), *args],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    args = ["prompt", QUESTION, "-m", "openai/smollm2", "-t", "0", "-n", "12", "--no-stats"]
+    result = llmlab(*args, "--base-url", llama_cpp_server, "--api-key", KEY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == smollm2.generate([("user", QUESTION)], temperature=0,
+                                                     max_new_tokens=12).text.strip()
+    no_key = llmlab(*args, "--base-url", llama_cpp_server)
+    assert no_key.returncode != 0 and "401" in no_key.stderr and len(no_key.stderr.splitlines()) == 1
+    local = llmlab("prompt", "Hi", "-m", "smollm2", "--base-url", llama_cpp_server)
+    assert local.returncode != 0 and "--base-url and --api-key are for ollama/ and openai/" in local.stderr

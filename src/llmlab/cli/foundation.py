@@ -18,6 +18,10 @@ Seed = Annotated[int | None, typer.Option("--seed")]
 Stop = Annotated[list[str] | None, typer.Option("--stop", help="stop string (repeatable)")]
 RepeatPenalty = Annotated[float | None, typer.Option("--repeat-penalty", help="1.0 = off")]
 NCtx = Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")]
+BaseUrl = Annotated[str | None, typer.Option(
+    "--base-url", help="server of an ollama/ or openai/ model (else $OLLAMA_HOST / $OPENAI_BASE_URL)")]
+ApiKey = Annotated[str | None, typer.Option(
+    "--api-key", help="key for an ollama/ or openai/ server (else $OLLAMA_API_KEY / $OPENAI_API_KEY)")]
 
 
 def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty):
@@ -28,10 +32,18 @@ def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalt
         stop=tuple(stop) if stop else None, repeat_penalty=repeat_penalty)
 
 
-def _load(model: str, n_ctx: int | None = None, log: bool = True):
-    from ..models.registry import load_model
+def _load(model: str, n_ctx: int | None = None, log: bool = True, base_url: str | None = None,
+          api_key: str | None = None):
+    from ..errors import ConfigError
+    from ..models.registry import load_model, resolve
 
-    return load_model(model, log=log, **({"n_ctx": n_ctx} if n_ctx else {}))
+    options = {"n_ctx": n_ctx} if n_ctx else {}
+    if base_url or api_key:
+        backend = resolve(model)[0]
+        if backend not in ("ollama", "openai"):
+            raise ConfigError(f"--base-url and --api-key are for ollama/ and openai/ models, not {backend}")
+        options.update({k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v})
+    return load_model(model, log=log, **options)
 
 
 def _human_bytes(n: float | None) -> str:
@@ -174,11 +186,12 @@ def prompt(
     system: Annotated[str | None, typer.Option("--system", "-s", help="system message")] = None,
     raw: Annotated[bool | None, typer.Option(
         "--raw/--chat", help="complete TEXT as raw text / wrap it in the chat template "
-        "(default: chat for instruct models, raw for base models)")] = None,
+        "(default: chat for instruct models and remote servers, raw for base models)")] = None,
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None,
     max_new_tokens: MaxNew = None, seed: Seed = None, stop: Stop = None,
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
     stats: Annotated[bool, typer.Option("--stats/--no-stats", help="usage and timings on stderr")] = True,
+    base_url: BaseUrl = None, api_key: ApiKey = None,
 ):
     """Generate a response, streamed to stdout."""
     from ..chat import Message, check_prompt
@@ -187,8 +200,11 @@ def prompt(
         text = sys.stdin.read()
     check_prompt(text)
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
-    m = _load(model, n_ctx)
-    use_chat = (not raw) if raw is not None else bool(m.info.instruct and m.info.chat_template)
+    m = _load(model, n_ctx, base_url=base_url, api_key=api_key)
+    # a remote server applies its own chat template, so its models chat unless known to be base models
+    chats = m.info.instruct and m.info.chat_template or (m.backend in ("ollama", "openai")
+                                                         and m.info.instruct is not False)
+    use_chat = (not raw) if raw is not None else bool(chats)
     if system and not use_chat:
         err("error: --system needs the chat template; drop --raw")
         raise typer.Exit(1)
@@ -211,6 +227,7 @@ def chat(
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
     on_overflow: Annotated[str, typer.Option(
         help="when the history outgrows the context: drop_oldest or error")] = "drop_oldest",
+    base_url: BaseUrl = None, api_key: ApiKey = None,
 ):
     """Interactive multi-turn chat (reads lines from stdin)."""
     from ..chat import Chat
@@ -219,7 +236,7 @@ def chat(
     if on_overflow not in ("drop_oldest", "error"):
         raise ConfigError("--on-overflow must be drop_oldest or error")
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
-    m = _load(model, n_ctx)
+    m = _load(model, n_ctx, base_url=base_url, api_key=api_key)
     conversation = Chat(m, system=system, config=config, overflow=on_overflow)
     tty = sys.stdin.isatty()
     err(f"chatting with {m.backend}/{m.info.name}; {CHAT_HELP}")

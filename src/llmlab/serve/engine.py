@@ -5,12 +5,20 @@ sequence slots. Each step it admits waiting requests into free slots (their prom
 one by one), then decodes the next token of every active sequence in a single ``llama_decode``
 batch, so the cost of reading the weights is shared by all of them: that is where the throughput
 under concurrent load comes from. A request that is cancelled (its client went away) leaves its
-slot at the next step, and its KV cells are dropped.
+slot at the next step.
 
 Each slot gets its own KV cache stream (``kv_unified = False``), laid out from position 0 exactly as
 when the request runs alone. That keeps greedy output identical whatever else is in the batch
 (measured: with one unified cache 4 of 8 greedy answers changed in a batch of 8, with split streams
-none did).
+none did). A slot keeps its cells after its request ends; the next request is put in the free slot
+sharing the longest prefix with its prompt (the chat template's system prompt, a conversation's
+history) and evaluates only the rest, as llama-cpp-python does within its one context. On the
+bundled model this prefix reuse saved a quarter of the engine's time under 50 concurrent chats.
+
+The context uses flash attention. It made the 50-chat load test 1.2x faster and kept every
+concurrent answer equal to the same request alone (without it, prefix reuse left 1 of 50 differing
+by rounding); greedy answers can differ from the in-process llamacpp backend, which runs without
+flash attention, in later tokens (34 of 50 in the load test).
 
 Sampling uses llama.cpp's sampler chain per sequence, built as the llamacpp backend builds it
 (repeat penalty, then greedy, or top-k, top-p, temperature and a seeded draw). The engine also
@@ -76,6 +84,15 @@ class _Seq:
         self.pending: list[TokenLogprob] = []
 
 
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 class Engine:
     def __init__(self, model, parallel: int = 4, n_ctx_seq: int | None = None, n_batch: int = 512):
         import llama_cpp
@@ -91,6 +108,7 @@ class Engine:
         params.n_seq_max = self.parallel
         params.n_ctx = self.n_ctx_seq * self.parallel
         params.kv_unified = False
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.n_batch = params.n_ubatch = max(n_batch, self.parallel)
         params.embeddings = False
         self.n_batch = params.n_batch
@@ -104,6 +122,10 @@ class Engine:
         self.n_vocab = llm.n_vocab()
         self.inbox: queue.Queue[Job | None] = queue.Queue()
         self.free = list(range(self.parallel))
+        # the tokens whose KV cells each slot still holds, kept after a request ends so that the next
+        # prompt sharing a prefix with them (a system prompt, a chat's history) skips that part
+        self.cached: list[list[int]] = [[] for _ in range(self.parallel)]
+        self.reuse_prefix = getattr(model, "reuse_prefix", True)  # not with sliding-window caches
         self.active: list[_Seq] = []
         self.thread = threading.Thread(target=self._loop, name=f"engine-{model.info.name}", daemon=True)
         self.thread.start()
@@ -139,7 +161,7 @@ class Engine:
         if job.cancelled.is_set():  # its client left while it waited
             job.out.put(LogprobChunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
             return
-        slot = self.free.pop()
+        slot = self._pick_slot(job.tokens)
         try:
             if job.prompt_only:
                 job.out.put(self._prompt_logprobs(job.tokens, slot, job.top_logprobs or 0))
@@ -150,6 +172,7 @@ class Engine:
             self.active.append(seq)
             self._take(seq, last_index)
         except Exception as exc:  # any failure belongs to this request only
+            self._forget(slot)
             job.out.put(exc if isinstance(exc, BackendError) else
                         BackendError(f"llama.cpp failed on this request: {exc}"))
         finally:
@@ -170,19 +193,33 @@ class Engine:
             return
         for i, seq in enumerate(list(self.active)):
             seq.pos += 1
+            self.cached[seq.slot].append(seq.last)
             self._take(seq, i)
+
+    def _pick_slot(self, tokens: list[int]) -> int:
+        """The free slot whose cached tokens share the longest prefix with ``tokens``."""
+        best = max(self.free, key=lambda s: (_common_prefix(self.cached[s], tokens), s))
+        self.free.remove(best)
+        return best
 
     def _prefill(self, tokens: list[int], slot: int, on_rows=None) -> int:
         """Evaluate a prompt in one sequence slot; returns the batch index of its last logits.
 
-        With ``on_rows(start, part)`` every position gets logits, handed over after each chunk.
+        The slot's cells for a prefix it already holds are kept (at least the last token is evaluated
+        again, for fresh logits). With ``on_rows(start, part)`` every position gets logits, handed over
+        after each chunk, and nothing is reused.
         """
         if len(tokens) >= self.n_ctx_seq:
             raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
                                "window of a served request")
+        keep = 0
+        if self.reuse_prefix and on_rows is None:
+            keep = min(_common_prefix(self.cached[slot], tokens), len(tokens) - 1)
+        self.ctx.kv_cache_seq_rm(slot, keep, -1)
+        self.cached[slot] = list(tokens[:keep])
         b = self.batch.batch
         part: list[int] = []
-        for start in range(0, len(tokens), self.n_batch):
+        for start in range(keep, len(tokens), self.n_batch):
             part = tokens[start:start + self.n_batch]
             for i, tok in enumerate(part):
                 b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, start + i, 1, on_rows is not None
@@ -190,6 +227,7 @@ class Engine:
             b.logits[len(part) - 1] = True
             b.n_tokens = len(part)
             self.ctx.decode(self.batch)
+            self.cached[slot].extend(part)
             if on_rows is not None:
                 on_rows(start, part)
         return len(part) - 1
@@ -232,6 +270,8 @@ class Engine:
         if seq in self.active:
             self.active.remove(seq)
         seq.sampler.close()
+        if error is not None:
+            self._forget(seq.slot)
         self._release(seq.slot)
         if error is not None:
             seq.job.out.put(error)
@@ -240,8 +280,13 @@ class Engine:
         seq.job.out.put(LogprobChunk(seq.held, finish_reason=reason,
                                      usage=Usage(len(seq.job.tokens), seq.n), logprobs=seq.pending))
 
-    def _release(self, slot: int) -> None:
+    def _forget(self, slot: int) -> None:
         self.ctx.kv_cache_seq_rm(slot, -1, -1)
+        self.cached[slot] = []
+
+    def _release(self, slot: int) -> None:
+        if not self.reuse_prefix:
+            self._forget(slot)
         if slot not in self.free:
             self.free.append(slot)
 
