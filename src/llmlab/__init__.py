@@ -12,5 +12,14 @@ from .models.base import Model, ModelInfo, Response, Token
 from .models.registry import load_model
 
 __all__ = ["Chat", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo", "Response",
-           "Token", "load_model"]
+           "Token", "evaluate", "load_model"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # evaluate() is imported on first use, so `import llmlab` (and `llmlab --help`) stays light
+    if name == "evaluate":
+        from .evals.api import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'llmlab' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,41 @@ def m002_file_hashes(db: sqlite3.Connection) -> None:
 @migration
 def m003_calls_dropped(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE calls ADD COLUMN dropped_messages INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m004_eval_runs(db: sqlite3.Connection) -> None:
+    # one row per system (model x strategy x method x repeat) evaluated on a dataset; a run found
+    # again by its fingerprint is resumed: its finished results are kept, the rest computed
+    db.execute("""
+        CREATE TABLE eval_runs (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            created TEXT NOT NULL,
+            finished TEXT,
+            dataset TEXT,
+            dataset_sha256 TEXT,
+            task TEXT NOT NULL,
+            model TEXT NOT NULL,
+            strategy TEXT,
+            method TEXT NOT NULL,
+            repeat INTEGER NOT NULL DEFAULT 0,
+            settings TEXT NOT NULL,
+            n_items INTEGER NOT NULL
+        )""")
+    db.execute("CREATE INDEX eval_runs_fingerprint ON eval_runs(fingerprint)")
+    db.execute("""
+        CREATE TABLE eval_results (
+            run_id INTEGER NOT NULL REFERENCES eval_runs(id),
+            item_id TEXT NOT NULL,
+            gold TEXT,
+            pred TEXT,
+            raw TEXT,
+            scores TEXT,
+            seconds REAL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (run_id, item_id)
+        )""")
 
 
 class Store:
@@ -156,6 +191,49 @@ class Store:
             out.append(d)
         return out
 
+    # --- evaluation runs -------------------------------------------------------------------------
+
+    def eval_run(self, fingerprint: str, meta: dict, new: bool = False) -> tuple[int, dict[str, dict]]:
+        """The latest run with this fingerprint and its finished results by item id; a new run
+        (no results) when there is none or ``new`` is set."""
+        row = self.execute("SELECT id FROM eval_runs WHERE fingerprint = ? ORDER BY id DESC LIMIT 1",
+                           (fingerprint,)).fetchone()
+        if row is None or new:
+            cols = ["fingerprint", "created", *meta]
+            values = [fingerprint, _now(), *(json.dumps(v) if isinstance(v, dict) else v
+                                             for v in meta.values())]
+            cur = self.execute(f"INSERT INTO eval_runs ({', '.join(cols)}) VALUES "
+                               f"({', '.join('?' * len(cols))})", values)
+            return cur.lastrowid, {}
+        return row["id"], self.eval_results(row["id"])
+
+    def add_eval_result(self, run_id: int, item_id: str, result: dict) -> None:
+        """Store one finished item at once (autocommit), so a kill loses at most the item in hand."""
+        self.execute(
+            "INSERT OR REPLACE INTO eval_results (run_id, item_id, gold, pred, raw, scores, seconds, ts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, item_id, result.get("gold"), result.get("pred"), result.get("raw"),
+             json.dumps(result["scores"]) if result.get("scores") is not None else None,
+             result.get("seconds"), _now()))
+
+    def finish_eval_run(self, run_id: int) -> None:
+        self.execute("UPDATE eval_runs SET finished = ? WHERE id = ?", (_now(), run_id))
+
+    def eval_results(self, run_id: int) -> dict[str, dict]:
+        out = {}
+        for row in self.execute("SELECT * FROM eval_results WHERE run_id = ? ORDER BY rowid", (run_id,)):
+            d = dict(row)
+            d["scores"] = json.loads(d["scores"]) if d["scores"] else None
+            out[d["item_id"]] = d
+        return out
+
+    def eval_runs(self, limit: int | None = 20) -> list[dict]:
+        """Most recent evaluation runs first, with how many items each has finished."""
+        sql = ("SELECT r.*, (SELECT COUNT(*) FROM eval_results WHERE run_id = r.id) AS done "
+               "FROM eval_runs r ORDER BY r.id DESC")
+        rows = self.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+        return [{**dict(row), "settings": json.loads(row["settings"])} for row in rows]
+
     def file_sha256(self, path: str | Path) -> str | None:
         p = Path(path)
         try:
@@ -204,4 +282,4 @@ def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

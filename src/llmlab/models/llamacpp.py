@@ -178,6 +178,8 @@ class LlamaCppModel(Model):
         differ = np.flatnonzero(cached[:n] != np.asarray(ids[:n], dtype=cached.dtype))
         common = int(differ[0]) if len(differ) else n
         keep = min(common, len(ids) - 1)  # at least one token is decoded, to get fresh logits
+        if not getattr(self, "reuse_prefix", True):  # sliding-window caches start from scratch
+            keep = 0
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
             llm.n_tokens = keep
         else:

@@ -1,0 +1,124 @@
+"""``llmlab eval``: evaluate a prompted task on a labelled file, and ``--list-tasks``.
+
+Everything heavy (pandas, scikit-learn, the model) is imported inside the command. Ctrl-C stops the
+run with every finished item already in the store; the same command resumes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .main import app, err
+
+Repeatable = list[str] | None
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path | None, typer.Argument(
+        help="labelled file: .csv, .tsv, .jsonl or .parquet", show_default=False)] = None,
+    task: Annotated[str, typer.Option("--task", "-T", help="built-in task name or a task .yaml file")]
+    = "sentiment",
+    model: Annotated[Repeatable, typer.Option(
+        "--model", "-m", help="model to evaluate (repeatable: -m A -m B)")] = None,
+    method: Annotated[Repeatable, typer.Option(
+        "--method", help="score | generate | calibrate | batch-calibrate (repeatable)")] = None,
+    strategy: Annotated[Repeatable, typer.Option(
+        "--strategy", "-s", help="zero-shot | few-shot | role | chain-of-thought | structured | all "
+        "(repeatable; default: the task's default)")] = None,
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="comma-separated label set (for --task classify)")] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="column with the text")] = None,
+    label_col: Annotated[str | None, typer.Option("--label-col", help="column with the gold label")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col", help="column with item ids")] = None,
+    label_map: Annotated[Repeatable, typer.Option(
+        "--label-map", help="VALUE=LABEL renaming of gold labels, e.g. 1=positive (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="write predictions.csv, report.json, report.md, confusion.png here")] = None,
+    repeats: Annotated[int, typer.Option(
+        "--repeats", help="sample each generate system N times (needs --temperature > 0)")] = 1,
+    temperature: Annotated[float | None, typer.Option(
+        "--temperature", "-t", help="for generate; default 0 (greedy)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="sampling seed (repeat k uses seed + k)")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        "--max-new-tokens", "-n", help="for generate; default: the strategy's (10 for most)")] = None,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline/--no-baseline", help="add MiniLM embeddings + logistic regression (5-fold)")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", help="only the first N rows")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="recompute instead of resuming a stored run")]
+    = False,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")] = None,
+    list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the built-in tasks and exit")]
+    = False,
+):
+    """Evaluate a prompted task on a labelled dataset: accuracy, macro-F1 with 95% CIs, McNemar tests."""
+    if list_tasks:
+        _list_tasks()
+        return
+    if dataset is None:
+        err("error: give a DATASET file (or --list-tasks)")
+        raise typer.Exit(2)
+    from ..errors import ConfigError
+    from ..evals.api import evaluate
+    from ..tasks import load_task
+
+    generation = {k: v for k, v in (("temperature", temperature), ("seed", seed),
+                                    ("max_new_tokens", max_new_tokens)) if v is not None}
+    if repeats > 1 and not temperature:
+        raise ConfigError("--repeats needs sampling: add --temperature (e.g. 0.7); "
+                          "greedy runs repeat exactly")
+    strategies = strategy or None
+    if strategies and "all" in strategies:
+        strategies = list(load_task(task).strategies)
+    try:
+        result = evaluate(
+            dataset, task, models=model or ["smollm2"], methods=method or ["score"],
+            strategies=strategies, labels=_split(labels),
+            columns={"text": text_col, "label": label_col, "id": id_col},
+            label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
+            limit=limit, fresh=fresh, progress=True, out=out,
+            model_options={"n_ctx": n_ctx} if n_ctx else None)
+    except KeyboardInterrupt:
+        err("interrupted: finished items are stored; run the same command again to resume")
+        raise typer.Exit(130) from None
+    result.print()
+    if out is not None:
+        err(f"wrote {out}/predictions.csv, report.json, report.md, confusion.png")
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _pairs(items: list[str] | None) -> dict | None:
+    from ..errors import ConfigError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        value, sep, label = item.partition("=")
+        if not sep or not value.strip() or not label.strip():
+            raise ConfigError(f"--label-map wants VALUE=LABEL, got {item!r}")
+        out[value.strip()] = label.strip()
+    return out
+
+
+def _list_tasks() -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..tasks import list_tasks
+
+    table = Table(title="built-in tasks (or pass --task path/to/task.yaml)")
+    for col in ("task", "labels", "strategies", "description"):
+        table.add_column(col)
+    for t in list_tasks():
+        table.add_row(t.name, ", ".join(t.labels) or "from --labels or the data",
+                      ", ".join(f"{s}*" if s == t.default_strategy else s for s in t.strategies),
+                      t.description)
+    Console().print(table)
+    print("* the default strategy")

@@ -1,0 +1,149 @@
+"""``llmlab.evaluate``: a dataset, a task, models, strategies and methods in, an EvalResult out.
+
+    >>> import llmlab
+    >>> result = llmlab.evaluate("examples/reviews.csv", task="sentiment", models=["smollm2"],
+    ...                          methods=["score", "generate"], baseline=True)   # doctest: +SKIP
+    >>> result.table              # accuracy, macro-F1 with 95% CIs, unparsed, examples/s per system
+    >>> result.predictions        # DataFrame: id, text, gold, pred, raw, method, model, ...
+    >>> result.report             # everything as JSON-able data; result.save("out/") writes files
+
+Everything is checked before any model computes: the task, the file and its columns and labels,
+the strategies and methods, and every prompt against its model's context window. The run is
+stored as it goes; calling ``evaluate`` again with the same arguments resumes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..errors import ConfigError
+from ..tasks import load_task
+from .data import load_dataset
+from .methods import make_method
+from .report import EvalResult
+from .runner import check_context, plan, run_baseline, run_system
+
+
+def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
+             methods: Sequence[str] | str = ("score",), strategies: Sequence[str] | str | None = None, *,
+             labels: Sequence[str] | None = None, columns: dict | None = None,
+             label_map: dict | None = None, generation: dict | None = None, repeats: int = 1,
+             baseline: bool = False, limit: int | None = None, db=None, fresh: bool = False,
+             progress: bool = False, out=None, model_options: dict | None = None) -> EvalResult:
+    """Evaluate models on a labelled file; see the module docstring.
+
+    ``data`` is a path (CSV, TSV, JSONL, Parquet) or a DataFrame; ``columns`` maps ``text``,
+    ``label`` and ``id`` to column names when they are not found by name; ``models`` are names
+    (``smollm2``, ``hf/gemma3-270m``, ``ollama/llama3.2:1b``) or loaded models; ``generation`` holds
+    GenerationConfig settings for ``generate`` (greedy and the strategy's max_new_tokens otherwise);
+    ``repeats`` > 1 with a temperature > 0 samples each generate system that many times.
+    """
+    models = [models] if isinstance(models, str) or hasattr(models, "info") else list(models)
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    generation = dict(generation or {})
+    columns = dict(columns or {})
+    unknown = set(columns) - {"text", "label", "id"}
+    if unknown:
+        raise ConfigError(f"columns may map text, label and id, not {', '.join(sorted(unknown))}")
+    spec = load_task(task, labels)
+    read = {"text_col": columns.get("text"), "label_col": columns.get("label"), "id_col": columns.get("id"),
+            "label_map": label_map}
+    notes = []
+    if spec.labels:
+        dataset = load_dataset(data, spec, **read)
+    else:  # classify with no --labels: the label set is what the file uses
+        spec = spec.with_labels(load_dataset(data, None, **read).labels)
+        dataset = load_dataset(data, spec, **read)
+        notes.append(f"labels taken from the dataset: {', '.join(spec.labels)}")
+    if limit:
+        dataset = dataset.head(limit)
+    strategies = [strategies] if isinstance(strategies, str) else list(strategies or [spec.default_strategy])
+    for s in strategies:
+        spec.strategy(s)
+    plan(["-"], strategies, methods, repeats, generation)  # bad methods fail before any model loads
+    if not models and not baseline:
+        raise ConfigError("nothing to evaluate: give at least one model, or the baseline")
+    from ..store import Store
+
+    store = db if isinstance(db, Store) else Store.open(db)
+    try:
+        loaded, owned = _load_models(models, model_options or {})
+    except BaseException:
+        if store is not db:
+            store.close()
+        raise
+    try:
+        systems = plan(list(loaded), strategies, methods, repeats, generation)
+        for system in systems:  # every check before any model computes
+            model = loaded[system.model]
+            strategy = spec.strategy(system.strategy)
+            method = make_method(system.method, generation)
+            if system.method != "generate" and not getattr(model, "can_score", False):
+                raise ConfigError(f"{system.model} ({model.backend}) gives no log-probabilities, so it "
+                                  f"cannot {system.method}; use --method generate")
+            check_context(model, spec, strategy, method, dataset, system.model)
+        runs = []
+        with _progress(progress) as bar:
+            for system in systems:
+                runs.append(run_system(system, loaded[system.model], spec, dataset, store, generation,
+                                       bar, fresh))
+            if baseline:
+                runs.append(run_baseline(dataset, store, bar))
+    finally:
+        for model in owned:
+            model.close()
+        if store is not db:
+            store.close()
+    if any(r.resumed for r in runs):
+        notes.append("resumed from the store: " + ", ".join(
+            f"{r.system.name} ({r.resumed}/{len(dataset)} items)" for r in runs if r.resumed))
+    result = EvalResult(dataset, spec, runs, notes)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _load_models(models, options: dict):
+    """Names are loaded (and closed afterwards); loaded models are used as they are."""
+    from ..models.registry import load_model
+
+    loaded, owned = {}, []
+    try:
+        for m in models:
+            if isinstance(m, str):
+                if m not in loaded:
+                    loaded[m] = load_model(m, log=False, **options)
+                    owned.append(loaded[m])
+            else:
+                loaded.setdefault(f"{m.backend}/{m.info.name}", m)
+    except BaseException:
+        for m in owned:
+            m.close()
+        raise
+    return loaded, owned
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(show: bool):
+    if not show:
+        return _NoProgress()
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=False)
