@@ -116,14 +116,16 @@ def test_unknown_model_through_the_clients(server):
 def test_full_queue_answers_503_with_retry_after(server):
     import asyncio
 
-    async def burst():  # one runs, one waits in the queue, the rest are turned away at once
+    # at most one runs and one waits in the queue (one, if all arrive before the first is taken off
+    # the queue); the rest are turned away at once
+    async def burst():
         async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=120) as client:
             return await asyncio.gather(*[client.post("/v1/completions", json={**COUNTING, "max_tokens": 60})
                                           for _ in range(6)])
 
     replies = asyncio.run(burst())
     statuses = sorted(r.status_code for r in replies)
-    assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
+    assert set(statuses) == {200, 503} and 1 <= statuses.count(200) <= 2, statuses
     busy = next(r for r in replies if r.status_code == 503)
     assert "queue" in openai_error(busy, 503) and busy.headers["retry-after"] == "1"
 
