@@ -50,7 +50,14 @@ def test_info_shows_the_model_card():
     card = json.loads(r.stdout)
     assert card["instruct"] is False and card["license"] == "gemma"
     assert card["memory_bytes"]["fp16"] == 2 * card["parameters"]
+    assert card["parameters"] == 268_098_176 and card["trained_context_length"] == 32768
+    assert card["quantization"] == "Q4_K_M" and card["has_chat_template"] is False
+    assert "use restrictions" in card["openness"]
     assert "base" in llmlab("info", "gemma3-270m").stdout
+    small = json.loads(llmlab("info", "smollm2", "--json").stdout)
+    assert small["instruct"] is True and small["has_chat_template"] and small["license"] == "apache-2.0"
+    assert small["parameters"] == 134_515_008 and "OSI" in small["openness"]
+    assert small["memory_bytes"]["int4"] == small["parameters"] // 2
 
 
 def test_tokenize_shows_the_lesson_ids():

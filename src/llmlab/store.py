@@ -107,6 +107,43 @@ def m004_eval_runs(db: sqlite3.Connection) -> None:
         )""")
 
 
+@migration
+def m010_probe_runs(db: sqlite3.Connection) -> None:
+    # one row per model x probe suite; figures (JSON) cite the record numbers of probe_results,
+    # so every figure can be traced to the prompts, raw answers and verdicts behind it
+    db.execute("""
+        CREATE TABLE probe_runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            suite TEXT NOT NULL,
+            suite_path TEXT,
+            suite_sha256 TEXT,
+            model TEXT NOT NULL,
+            judge TEXT NOT NULL,
+            options TEXT NOT NULL,
+            figures TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE probe_results (
+            run_id INTEGER NOT NULL REFERENCES probe_runs(id),
+            record INTEGER NOT NULL,
+            check_name TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            grp TEXT,
+            sample INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            input TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            verdict TEXT,
+            reason TEXT,
+            detail TEXT,
+            settings TEXT,
+            call_id INTEGER,
+            error TEXT,
+            PRIMARY KEY (run_id, record)
+        )""")
+
 class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
@@ -256,6 +293,39 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    # --- probe runs ------------------------------------------------------------------------------
+
+    def save_probe_run(self, run: dict) -> int:
+        """Write a probe run (``ProbeRun.to_dict()``) and all its records in one transaction."""
+        with self.transaction():
+            cur = self.execute(
+                "INSERT INTO probe_runs (started, finished, suite, suite_path, suite_sha256, model, judge,"
+                " options, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run["started"], run["finished"], run["suite"], run["suite_path"], run["suite_sha256"],
+                 run["model"], run["judge"], json.dumps(run["options"]), json.dumps(run["figures"])))
+            run_id = cur.lastrowid
+            self.conn.executemany(
+                "INSERT INTO probe_results (run_id, record, check_name, item_id, grp, sample, prompt, input,"
+                " answer, verdict, reason, detail, settings, call_id, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, r["id"], r["check"], r["item"], r["group"], r["sample"], r["prompt"],
+                  json.dumps(r["input"]), r["answer"], r["verdict"], r["reason"],
+                  json.dumps(r["detail"], default=str), json.dumps(r["settings"]), r["call_id"], r["error"])
+                 for r in run["records"]])
+        return run_id
+
+    def probe_runs(self, limit: int | None = 20) -> list[dict]:
+        """Most recent probe runs first, figures decoded."""
+        sql = "SELECT * FROM probe_runs ORDER BY id DESC" + (" LIMIT ?" if limit else "")
+        return [{**dict(row), "options": json.loads(row["options"]), "figures": json.loads(row["figures"])}
+                for row in self.execute(sql, (limit,) if limit else ())]
+
+    def probe_results(self, run_id: int) -> list[dict]:
+        """The records of one probe run, in order; ``record`` is the number its figures cite."""
+        rows = self.execute("SELECT * FROM probe_results WHERE run_id = ? ORDER BY record", (run_id,))
+        return [{**dict(row), "input": json.loads(row["input"]), "detail": json.loads(row["detail"] or "{}"),
+                 "settings": json.loads(row["settings"] or "{}")} for row in rows]
 
 
 class _Transaction:

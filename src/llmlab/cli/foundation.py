@@ -101,6 +101,28 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     Console().print(table)
 
 
+# Openness by licence id (GGUF ``general.license``, lower case). Open-source licences approved by the
+# OSI allow any use; the model families' own licences publish the weights with use restrictions.
+OSI_LICENCES = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "gpl-2.0", "gpl-3.0", "lgpl-3.0",
+                "mpl-2.0", "agpl-3.0", "isc", "unlicense", "cc0-1.0", "artistic-2.0", "epl-2.0"}
+OPEN_DATA_LICENCES = {"cc-by-4.0", "cc-by-sa-4.0", "odc-by", "odbl"}
+RESTRICTED_FAMILIES = ("gemma", "llama", "qwen", "openrail", "deepseek", "falcon", "cc-by-nc", "mistral-ai")
+
+
+def openness(licence: str | None) -> str:
+    """A short answer to "may I use it?" from the licence id; the licence text is what binds."""
+    lic = (licence or "").strip().lower()
+    if not lic:
+        return "unknown: the model names no licence; do not assume you may use it"
+    if lic in OSI_LICENCES:
+        return "open weights, open-source licence (OSI-approved): use, change and share freely"
+    if lic in OPEN_DATA_LICENCES:
+        return "open weights under an open content licence (attribution)"
+    if lic.startswith(RESTRICTED_FAMILIES):
+        return "open weights under the model maker's own licence, with use restrictions: read it"
+    return "open weights under a licence llmlab does not know: read it"
+
+
 def model_card(name: str) -> dict:
     """The selection criteria for a model, from its own metadata, without loading the weights."""
     from ..models.gguf_meta import read_gguf
@@ -116,6 +138,7 @@ def model_card(name: str) -> dict:
     card["memory_bytes"] = {k: int(params * b) for k, b in
                             (("fp32", 4), ("fp16", 2), ("int8", 1), ("int4", 0.5))}
     card["has_chat_template"] = bool(info.chat_template)
+    card["openness"] = openness(info.license)
     return card
 
 
@@ -140,6 +163,7 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
     t.add_row("context length", f"{card['trained_context_length']} trained")
     t.add_row("quantization", str(card["quantization"]))
     t.add_row("licence", str(card["license"]))
+    t.add_row("openness", card["openness"])
     t.add_row("type", _kind(card["instruct"]))
     t.add_row("chat template", "yes" if card["has_chat_template"] else "no (use plain prompts)")
     for k, v in card["memory_bytes"].items():

@@ -66,4 +66,6 @@ def run() -> None:
 from . import foundation  # noqa: E402,F401,I001
 from . import eval_cmd  # noqa: E402,F401,I001
 from . import serve_cmd  # noqa: E402,F401,I001
+from . import probe_cmd  # noqa: E402,F401,I001
+from . import bench_cmd  # noqa: E402,F401,I001
 # (each feature adds its command module here)

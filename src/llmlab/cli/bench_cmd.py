@@ -1,0 +1,102 @@
+"""``llmlab bench``: load time, time to first token, prefill and decode tokens/s and peak memory.
+
+    llmlab bench                                           # smollm2 at 16, 128 and 512 prompt tokens
+    llmlab bench -m smollm2 -m gemma3-270m -m hf/smollm2 --repeats 5 --out bench-results
+
+Each model x repeat runs in a fresh process (see llmlab/bench.py for why). Prints a table of medians
+with the spread over repeats, and writes results.json, results.csv and bench.png to --out (default:
+a time-stamped folder under the data directory).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .main import app, err
+
+
+@app.command()
+def bench(
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="model to measure, backend/name (repeatable; default smollm2)")] = None,
+    prompt_lengths: Annotated[str, typer.Option(
+        "--prompt-lengths", help="prompt lengths in tokens, comma-separated")] = "16,128,512",
+    repeats: Annotated[int, typer.Option("--repeats", "-r", help="fresh processes per model")] = 3,
+    new_tokens: Annotated[int, typer.Option("--new-tokens", help="tokens generated per prompt")] = 32,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads per model (default: every core)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="write results.json, results.csv and bench.png here")] = None,
+):
+    """Measure speed and memory per model and backend, at several prompt lengths, with repeats."""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from ..bench import parse_lengths, run_bench, write_chart
+    from ..config import data_dir
+
+    lengths = parse_lengths(prompt_lengths)
+    console = Console()
+    with console.status("benchmarking") as status:
+        result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,
+                           progress=lambda msg: status.update(f"benchmarking {msg} (fresh process)"))
+    console.print(table(result))
+    out = out or data_dir() / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    write_csv(result, out / "results.csv")
+    chart = write_chart(result, out / "bench.png")
+    err(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {chart}")
+
+
+def _spread(stat, scale: float = 1.0, digits: int = 0) -> str:
+    if stat.median is None:
+        return "n/a"
+    f = f"{{:.{digits}f}}"
+    med = f.format(stat.median * scale)
+    if len(stat.values) < 2 or stat.low == stat.high:
+        return med
+    return f"{med} ({f.format(stat.low * scale)}–{f.format(stat.high * scale)})"
+
+
+def table(result):
+    from rich.table import Table
+
+    s = result.settings
+    load = s["machine"]["load_average"]
+    threads = f"{s['threads']} threads" if s.get("threads") else "default threads"
+    t = Table(title=f"median (min–max) over {s['repeats']} fresh processes per model; "
+                    f"{s['new_tokens']} new tokens, greedy, {threads}; load average at start {load}",
+              title_justify="left")
+    for col in ("model", "backend", "prompt tokens", "load s", "TTFT ms", "prefill tok/s", "decode tok/s",
+                "peak RSS MB"):
+        t.add_column(col, justify="left" if col in ("model", "backend") else "right",
+                     no_wrap=col == "model")
+    seen = set()
+    for r in result.rows:
+        first = r["model"] not in seen
+        seen.add(r["model"])
+        t.add_row(r["model"] if first else "", r["backend"] if first else "", _spread(r["prompt_tokens"]),
+                  _spread(r["load_s"], digits=2) if first else "", _spread(r["ttft_s"], 1000),
+                  _spread(r["prefill_tps"]), _spread(r["decode_tps"], digits=1),
+                  _spread(r["peak_rss"], 1e-6) if first else "")
+    return t
+
+
+def write_csv(result, path: Path) -> None:
+    """One row per model x prompt length: median, min and max of each figure."""
+    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load")
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "backend", "length"]
+                   + [f"{k}_{s}" for k in keys for s in ("median", "min", "max")])
+        for r in result.rows:
+            w.writerow([r["model"], r["backend"], r["length"]]
+                       + [getattr(r[k], s) for k in keys for s in ("median", "low", "high")])

@@ -1,0 +1,123 @@
+"""``llmlab probe``: run responsible-use probe suites on models; figures with the answers behind them.
+
+    llmlab probe                                        # smollm2, every built-in suite
+    llmlab probe -m smollm2 -m gemma3-270m --suite hallucination --samples 5 --out probe-results
+    llmlab probe --suite my_suite.yaml --judge smollm2   # a suite you wrote, graded by an LLM judge
+    llmlab probe --list                                 # the built-in suites and their checks
+
+Suites are checked before any model loads, so a typo in a suite file costs nothing. Each model x
+suite is saved to the store as a probe run with every record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .main import app, err
+
+
+@app.command()
+def probe(
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="model to probe (repeatable; default smollm2)")] = None,
+    suite: Annotated[list[str] | None, typer.Option(
+        "--suite", "-s", help="built-in suite name or suite .yaml file (repeatable; default: all built-in)")]
+    = None,
+    samples: Annotated[int | None, typer.Option(
+        "--samples", help="samples per prompt (default: each suite's own)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="write results.json, results.csv, figures.csv and report.md here")] = None,
+    judge: Annotated[str | None, typer.Option(
+        "--judge", help="an LLM judge model to grade answers instead of the rules")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="only the first N prompts of each check")]
+    = None,
+    max_new_tokens: Annotated[int | None, typer.Option(
+        "--max-new-tokens", "-n", help="cap on each check's max_new_tokens")] = None,
+    n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads per local model (default: every core; 1 is faster on a busy machine)")]
+    = None,
+    examples: Annotated[bool, typer.Option(
+        "--examples/--no-examples", help="print every answer with its verdict")] = True,
+    list_suites: Annotated[bool, typer.Option("--list", help="list the built-in suites and exit")] = False,
+):
+    """Probe models for hallucination, non-determinism, bias, outdated knowledge and reasoning."""
+    from rich.console import Console
+
+    from ..probes import builtin_suites, count_generations, load_suite
+    from ..probes.runner import check_positive
+
+    console = Console()
+    if list_suites:
+        _list(console, [load_suite(n) for n in builtin_suites()])
+        return
+    check_positive("--samples", samples)
+    check_positive("--limit", limit)
+    check_positive("--max-new-tokens", max_new_tokens)
+    check_positive("--threads", threads)
+    suites = [load_suite(s) for s in (suite or builtin_suites())]
+    models = model or ["smollm2"]
+    from ..models.registry import resolve
+
+    for name in models + ([judge] if judge else []):
+        resolve(name)  # an unknown model fails here, before anything loads
+    options = {k: v for k, v in (("n_ctx", n_ctx), ("n_threads", threads)) if v}
+    runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples)
+    if out is not None:
+        from ..probes.report import write_outputs
+
+        paths = write_outputs(runs, out)
+        err("wrote " + ", ".join(str(p) for p in paths))
+    total = sum(count_generations(s, samples, limit) for s in suites) * len(models)
+    err(f"{total} answers from {len(models)} model(s) on {len(suites)} suite(s); "
+        f"probe runs {', '.join(str(r.id) for r in runs)} saved to the store")
+
+
+def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples):
+    from rich.progress import Progress
+
+    from ..models.registry import load_model
+    from ..probes import count_generations, run_suite
+    from ..probes.report import print_run, print_summary
+    from ..store import Store
+
+    store = Store.open()
+    judge_model = load_model(judge, **options) if judge else None
+    runs = []
+    try:
+        for name in models:
+            m = load_model(name, **options)
+            try:
+                for s in suites:
+                    total = count_generations(s, samples, limit)
+                    with Progress(console=console, transient=True) as bar:
+                        task = bar.add_task(f"{name} · {s.name}", total=total)
+                        run = run_suite(m, s, samples=samples, limit=limit, max_new_tokens=max_new_tokens,
+                                        judge_model=judge_model, progress=lambda _r, t=task: bar.advance(t))
+                    run.id = store.save_probe_run(run.to_dict())
+                    print_run(run, console, examples)
+                    runs.append(run)
+            finally:
+                m.close()
+    finally:
+        if judge_model is not None:
+            judge_model.close()
+    if len(runs) > 1:
+        print_summary(runs, console)
+    return runs
+
+
+def _list(console, suites) -> None:
+    from rich.table import Table
+
+    table = Table(title="built-in probe suites (llmlab probe --suite NAME, or a .yaml file of your own)")
+    for col in ("suite", "check", "measure", "judge", "prompts", "description"):
+        table.add_column(col, overflow="fold")
+    for s in suites:
+        for c in s.checks:
+            table.add_row(s.name, c.name, c.measure, c.judge.type if c.judge else "none", str(len(c.items)),
+                          c.description)
+    console.print(table)

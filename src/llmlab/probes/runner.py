@@ -1,0 +1,185 @@
+"""Run a suite on a model: every prompt, every sample, judged, and the figures computed from them.
+
+    >>> from llmlab import load_model
+    >>> from llmlab.probes import load_suite, run_suite
+    >>> run = run_suite(load_model("smollm2"), load_suite("hallucination"), samples=3)  # doctest: +SKIP
+    >>> [(f.label, f.value) for f in run.figures if f.headline]                           # doctest: +SKIP
+
+An instruct model with a chat template gets each prompt as a user message (after the check's system
+message, if any); a base model gets the check's raw-text format (``Question: ...\\nAnswer:`` and a stop
+at the end of the line by default), since a base model does not follow instructions.
+
+How many samples: a check may pin its own; otherwise ``samples`` given to the run; otherwise the
+suite's default. A greedy check asks each prompt once, because greedy decoding repeats itself --
+except the ``distinct`` and ``reproduce`` measures, which exist to test that and take at least two.
+A generation that fails (e.g. a prompt longer than the context window) is recorded with its error
+and left out of the figures; the run goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..errors import ConfigError, LlmlabError
+from .judges import Judge
+from .llm_judge import LLMJudge, agreement
+from .measures import Figure, Record, figures_for
+from .suite import Check, Suite
+
+
+@dataclass
+class ProbeRun:
+    """One model on one suite: its settings, every record and the figures computed from them."""
+    suite: Suite
+    model: str                 # backend/name
+    model_info: dict
+    records: list[Record]
+    figures: list[Figure]
+    judge: str                 # "rules" or the LLM judge's name
+    options: dict = field(default_factory=dict)
+    started: str = ""
+    finished: str = ""
+    id: int | None = None      # the probe_runs row once saved to the store
+
+    def records_of(self, check: str) -> list[Record]:
+        return [r for r in self.records if r.check == check]
+
+    def figures_of(self, check: str) -> list[Figure]:
+        return [f for f in self.figures if f.check == check]
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "suite": self.suite.name, "suite_path": str(self.suite.path),
+            "suite_sha256": self.suite.sha256, "model": self.model, "model_info": self.model_info,
+            "judge": self.judge, "options": self.options, "started": self.started,
+            "finished": self.finished,
+            "checks": [{"name": c.name, "description": c.description, "measure": c.measure,
+                        "judge": (c.judge.describe() if c.judge else None),
+                        "settings": c.settings.to_dict()} for c in self.suite.checks],
+            "figures": [f.to_dict() for f in self.figures],
+            "records": [r.to_dict() for r in self.records],
+        }
+
+
+def check_positive(name: str, value: int | None) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def samples_for(check: Check, suite: Suite, samples: int | None) -> int:
+    n = check.samples or samples or suite.samples
+    if check.measure in ("distinct", "reproduce"):
+        return max(n, 2)
+    return 1 if check.settings.greedy else n
+
+
+def plan(suite: Suite, samples: int | None = None, limit: int | None = None) -> list[tuple[Check, list, int]]:
+    """(check, items, samples) for each check: what a run will generate."""
+    return [(c, c.items[:limit] if limit else c.items, samples_for(c, suite, samples)) for c in suite.checks]
+
+
+def count_generations(suite: Suite, samples: int | None = None, limit: int | None = None) -> int:
+    return sum(len(items) * n for _, items, n in plan(suite, samples, limit))
+
+
+def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | None = None,
+              max_new_tokens: int | None = None, judge_model=None,
+              progress: Callable[[Record], None] | None = None) -> ProbeRun:
+    """Run every check of ``suite`` on ``model``; ``limit`` keeps the first N items of each check,
+    ``max_new_tokens`` caps the checks' own setting, ``judge_model`` replaces rule verdicts."""
+    check_positive("samples", samples)
+    check_positive("limit", limit)
+    check_positive("max_new_tokens", max_new_tokens)
+    chat = bool(model.info.instruct and model.info.chat_template)
+    started = _now()
+    records: list[Record] = []
+    figures: list[Figure] = []
+    for check, items, n in plan(suite, samples, limit):
+        judge: Judge | None = check.judge
+        if judge is not None and judge_model is not None:
+            judge = LLMJudge(judge_model, judge)
+        config = check.settings
+        if max_new_tokens:
+            config = config.replace(max_new_tokens=min(config.max_new_tokens, max_new_tokens))
+        if not chat:  # a base model writes on past its answer: stop it at the check's stop strings
+            config = config.replace(stop=tuple(config.stop) + tuple(check.base_stop))
+        these = _run_check(model, check, items, n, config, chat, judge, len(records), progress)
+        records += these
+        figures += _figures(check, judge, these)
+    return ProbeRun(
+        suite=suite, model=f"{model.backend}/{model.info.name}", model_info=_info(model),
+        records=records, figures=figures,
+        judge=f"{judge_model.backend}/{judge_model.info.name}" if judge_model is not None else "rules",
+        options={"samples": samples, "limit": limit, "max_new_tokens": max_new_tokens,
+                 "prompt_format": "chat" if chat else "raw"},
+        started=started, finished=_now())
+
+
+def _run_check(model, check: Check, items, n: int, config, chat: bool, judge: Judge | None, done: int,
+               progress) -> list[Record]:
+    """Every item of one check, ``n`` times each, judged; record ids continue from ``done``."""
+    out: list[Record] = []
+    for item in items:
+        user = check.user_prompt(item)
+        if chat:
+            sent = [{"role": "system", "content": check.system}] if check.system else []
+            sent.append({"role": "user", "content": user})
+        else:
+            sent = check.base_prompt(item)
+        for s in range(n):
+            record = _generate(model, sent, config, done + len(out) + 1, check, item, s, user)
+            if judge is not None and record.error is None:
+                if record.answer.strip():
+                    v = judge(record.answer, {**item.fields, "prompt": user})
+                    record.verdict, record.reason, record.detail = v.label, v.reason, v.detail
+                else:
+                    record.reason = "empty answer: not judged"
+            out.append(record)
+            if progress:
+                progress(record)
+    return out
+
+
+def _generate(model, sent, config, rid: int, check: Check, item, sample: int, user: str) -> Record:
+    record = Record(id=rid, check=check.name, item=item.id, sample=sample + 1, prompt=user, input=sent,
+                    answer="", group=item.group, settings=config.to_dict())
+    try:
+        response = model.generate(sent, config)
+    except LlmlabError as exc:  # recorded and left out of the figures; one bad prompt ends nothing
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.reason = "generation failed"
+        return record
+    record.answer = response.text
+    record.call_id = getattr(response, "log_id", None)
+    return record
+
+
+def _figures(check: Check, judge: Judge | None, records: list[Record]) -> list[Figure]:
+    if judge is not None and judge is not check.judge:
+        check = _with_judge(check, judge)
+    figures = figures_for(check, records)
+    if isinstance(judge, LLMJudge):
+        same, total = agreement(records)
+        figures.append(Figure(check.name, "LLM judge agrees with rules", same / total if total else None,
+                              f"{same} of {total} answers",
+                              [r.id for r in records if r.verdict == r.detail.get("rule_verdict")],
+                              [r.id for r in records if "rule_verdict" in r.detail]))
+    return figures
+
+
+def _with_judge(check: Check, judge: Judge) -> Check:
+    from dataclasses import replace
+
+    return replace(check, judge=judge)
+
+
+def _info(model) -> dict:
+    i = model.info
+    return {"name": i.name, "backend": model.backend, "path": i.path, "parameters": i.parameters,
+            "quantization": i.quantization, "instruct": i.instruct}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
