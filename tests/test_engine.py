@@ -44,9 +44,9 @@ def test_a_shared_prefix_is_not_evaluated_again(engine, smollm2):
     evaluated = []
     original = engine._prefill
 
-    def counting(tokens, slot, on_rows=None):
+    def counting(tokens, slot):
         evaluated.append(len(tokens) - min(_common_prefix(engine.cached[slot], tokens), len(tokens) - 1))
-        return original(tokens, slot, on_rows)
+        return original(tokens, slot)
 
     engine._prefill = counting
     try:

@@ -182,3 +182,28 @@ def test_concurrent_greedy_requests_are_batched_without_mixing_answers(server):
 
     together, alone = asyncio.run(run())
     assert together == alone and len(set(alone)) == len(questions)
+
+
+def test_evaluation_over_http_scores_as_the_local_model_does(server, smollm2, tmp_path):
+    """``llmlab eval --method score`` through the openai/ backend against llmlab serve: the
+    log-probabilities come from the server's echo, the predictions match the in-process model."""
+    import json as _json
+    from pathlib import Path
+
+    from llmlab import evaluate
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "lesson" / "sentiment_film_data.tsv"
+    if not data.exists():
+        pytest.skip("shared lesson data not found")
+    remote = f"openai/smollm2@{server.url}"
+    over_http = evaluate(data, "sentiment", [remote], ["score", "generate"], limit=8, db=tmp_path / "a.db")
+    local = evaluate(data, "sentiment", [smollm2], ["score", "generate"], limit=8, db=tmp_path / "b.db")
+    a, b = over_http.predictions, local.predictions
+    assert set(a["model"]) == {remote} and len(a) == len(b) == 16
+    scored_a, scored_b = a[a["method"] == "score"], b[b["method"] == "score"]
+    assert list(scored_a["pred"]) == list(scored_b["pred"])
+    for x, y in zip(scored_a["scores"], scored_b["scores"], strict=True):
+        remote_lp, local_lp = _json.loads(x), _json.loads(y)
+        # echo log-probabilities come from the loaded model's own context: the very same values
+        assert remote_lp == pytest.approx(local_lp, abs=1e-6)
+    assert (a[a["method"] == "generate"]["raw"].str.len() > 0).all()

@@ -18,12 +18,15 @@ bundled model this prefix reuse saved a quarter of the engine's time under 50 co
 The context uses flash attention. It made the 50-chat load test 1.2x faster and kept every
 concurrent answer equal to the same request alone (without it, prefix reuse left 1 of 50 differing
 by rounding); greedy answers can differ from the in-process llamacpp backend, which runs without
-flash attention, in later tokens (34 of 50 in the load test).
+flash attention, in later tokens (34 of 50 in the load test). Prompt log-probabilities (``echo``,
+what scoring over HTTP uses) are therefore computed on the loaded model's own context instead, and
+equal the in-process values exactly (with flash attention they differed by up to 0.3 nats on an
+80-token prompt).
 
 Sampling uses llama.cpp's sampler chain per sequence, built as the llamacpp backend builds it
 (repeat penalty, then greedy, or top-k, top-p, temperature and a seeded draw). The engine also
-returns log-probabilities of generated tokens (with the top alternatives) and of prompt tokens (for
-``echo``), which need the logits the high-level ``Llama`` API does not keep.
+returns log-probabilities of generated tokens (with the top alternatives), which need the logits the
+high-level ``Llama`` API does not keep.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ import queue
 import random
 import threading
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..config import GenerationConfig
 from ..errors import BackendError
@@ -61,12 +66,10 @@ class LogprobChunk(Chunk):
 class Job:
     """One request inside the engine; results arrive on ``out`` (a thread-safe queue)."""
 
-    def __init__(self, tokens: list[int], config: GenerationConfig | None, top_logprobs: int | None,
-                 prompt_only: bool = False):
+    def __init__(self, tokens: list[int], config: GenerationConfig | None, top_logprobs: int | None):
         self.tokens = tokens
         self.config = config
         self.top_logprobs = top_logprobs  # None: no log-probabilities; 0: only the chosen token's
-        self.prompt_only = prompt_only
         self.out: queue.Queue = queue.Queue()
         self.cancelled = threading.Event()
 
@@ -82,6 +85,12 @@ class _Seq:
         self.held = ""
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pending: list[TokenLogprob] = []
+
+
+def _log_softmax(logits):
+    x = logits.astype("float64")
+    top = x.max()
+    return x - top - math.log(float(np.exp(x - top).sum()))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -163,9 +172,6 @@ class Engine:
             return
         slot = self._pick_slot(job.tokens)
         try:
-            if job.prompt_only:
-                job.out.put(self._prompt_logprobs(job.tokens, slot, job.top_logprobs or 0))
-                return
             seq = _Seq(job, slot, self._sampler(job.config))
             last_index = self._prefill(job.tokens, slot)
             seq.pos = len(job.tokens)
@@ -202,18 +208,17 @@ class Engine:
         self.free.remove(best)
         return best
 
-    def _prefill(self, tokens: list[int], slot: int, on_rows=None) -> int:
+    def _prefill(self, tokens: list[int], slot: int) -> int:
         """Evaluate a prompt in one sequence slot; returns the batch index of its last logits.
 
         The slot's cells for a prefix it already holds are kept (at least the last token is evaluated
-        again, for fresh logits). With ``on_rows(start, part)`` every position gets logits, handed over
-        after each chunk, and nothing is reused.
+        again, for fresh logits).
         """
         if len(tokens) >= self.n_ctx_seq:
             raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
                                "window of a served request")
         keep = 0
-        if self.reuse_prefix and on_rows is None:
+        if self.reuse_prefix:
             keep = min(_common_prefix(self.cached[slot], tokens), len(tokens) - 1)
         self.ctx.kv_cache_seq_rm(slot, keep, -1)
         self.cached[slot] = list(tokens[:keep])
@@ -222,14 +227,12 @@ class Engine:
         for start in range(keep, len(tokens), self.n_batch):
             part = tokens[start:start + self.n_batch]
             for i, tok in enumerate(part):
-                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, start + i, 1, on_rows is not None
+                b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, start + i, 1, False
                 b.seq_id[i][0] = slot
             b.logits[len(part) - 1] = True
             b.n_tokens = len(part)
             self.ctx.decode(self.batch)
             self.cached[slot].extend(part)
-            if on_rows is not None:
-                on_rows(start, part)
         return len(part) - 1
 
     def _take(self, seq: _Seq, index: int) -> None:
@@ -309,36 +312,41 @@ class Engine:
         return s
 
     def _row(self, index: int):
-        import numpy as np
-
         ptr = self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index)
-        logits = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                       shape=(self.n_vocab,)).astype("float64")
-        top = logits.max()
-        return logits - top - math.log(float(np.exp(logits - top).sum()))
+        return _log_softmax(np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                                  shape=(self.n_vocab,)))
 
     def _piece(self, tok: int) -> str:
         return self.llm.detokenize([tok], special=True).decode("utf-8", errors="replace")
 
-    def _logprob(self, index: int, tok: int, n_top: int) -> TokenLogprob:
-        import numpy as np
-
-        row = self._row(index)
+    def _logprob(self, index: int, tok: int, n_top: int, row=None) -> TokenLogprob:
+        row = self._row(index) if row is None else row
         top = []
         if n_top:
             best = np.argpartition(-row, n_top)[:n_top]
             top = [(self._piece(int(t)), float(row[t])) for t in best[np.argsort(-row[best])]]
         return TokenLogprob(self._piece(tok), float(row[tok]), top, tok)
 
-    def _prompt_logprobs(self, tokens: list[int], slot: int, n_top: int) -> list[TokenLogprob]:
-        """Log-probability of every prompt token given the ones before it (the first has none)."""
+    def exact_prompt_logprobs(self, inner, tokens: list[int], n_top: int) -> list[TokenLogprob]:
+        """Log-probability of every prompt token given the ones before it, computed on the loaded
+        model's own context (no flash attention), so that ``echo`` gives the same values as scoring
+        in process; the engine's flash-attention context differs by up to a few tenths of a nat on
+        long prompts. The caller holds the inner model's lock; runs in the caller's thread."""
+        llm = inner.llm
+        if len(tokens) > llm.n_ctx():
+            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the model's {llm.n_ctx()}-token "
+                               "context")
         out = [TokenLogprob(self._piece(tokens[0]), None, [], tokens[0])]
-
-        def rows(start: int, part: list[int]) -> None:
-            for i in range(len(part)):
-                nxt = start + i + 1
-                if nxt < len(tokens):
-                    out.append(self._logprob(i, tokens[nxt], n_top))
-
-        self._prefill(tokens, slot, on_rows=rows)
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        llm.n_tokens = 0
+        try:
+            for start in range(0, len(tokens), llm.n_batch):
+                part = tokens[start:start + llm.n_batch]
+                rows = inner._decode_rows(part, start)
+                for i in range(len(part)):
+                    if start + i + 1 < len(tokens):
+                        out.append(self._logprob(-1, tokens[start + i + 1], n_top, _log_softmax(rows[i])))
+        finally:  # the context now holds this prompt, not what input_ids says: start the next call afresh
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            llm.n_tokens = 0
         return out

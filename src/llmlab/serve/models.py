@@ -102,10 +102,8 @@ class EngineModel(Model):
     def prompt_logprobs(self, text: str, n_top: int = 0) -> list[TokenLogprob]:
         """Log-probability of each token of ``text`` given those before it (``echo``)."""
         tokens = self.encode(text)
-        job = self.engine.submit(Job(tokens, None, n_top, prompt_only=True))
-        result = job.out.get()
-        if isinstance(result, Exception):
-            raise result
+        with self._lock:  # on the inner model's context, exactly as in-process scoring
+            result = self.engine.exact_prompt_logprobs(self.inner, tokens, n_top)
         bos = self.info.bos_token
         if len(result) > 1 and bos and result[0].token == bos and not text.startswith(bos):
             result = result[1:]  # the BOS the model adds is not part of the text echoed back
