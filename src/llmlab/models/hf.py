@@ -30,8 +30,8 @@ from pathlib import Path
 from ..chat import Message, check_prompt
 from ..config import GenerationConfig
 from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
-from .base import Chunk, Model, ModelInfo, Token, Usage, check_gguf
-from .llamacpp import DEFAULT_MAX_CTX, _find_stop, _partial_stop, default_threads
+from .base import Chunk, Model, ModelInfo, StopFilter, Token, Usage, check_gguf
+from .llamacpp import DEFAULT_MAX_CTX, default_threads
 
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
@@ -113,11 +113,10 @@ class HFModel(Model):
             raise ContextOverflowError(len(ids), config.max_new_tokens, self.info.context_length)
         budget = min(config.max_new_tokens, room)
         text = _TextDelta(self.tokenizer)
-        stops = config.stop
-        held = ""  # text that might be the start of a stop string, not yet shown
+        stop = StopFilter(config.stop)  # holds back what might be the start of a stop string
         n = 0
         finish = "length" if budget == config.max_new_tokens else "context"
-        cut = None
+        piece = ""
         tokens = self._tokens(ids, budget, config)
         try:
             for tok in tokens:
@@ -125,26 +124,17 @@ class HFModel(Model):
                     finish = "stop"
                     break
                 n += 1
-                held += text.add(tok)
-                if stops:
-                    cut = _find_stop(held, stops)
-                    if cut is not None:  # what follows the stop string is dropped, held-back text too
-                        held = held[:cut]
-                        finish = "stop"
-                        break
-                    safe = len(held) - _partial_stop(held, stops)
-                    if safe > 0:
-                        yield Chunk(held[:safe])
-                        held = held[safe:]
-                elif held:
-                    yield Chunk(held)
-                    held = ""
+                piece = stop.feed(text.add(tok))
+                if stop.stopped:  # what follows the stop string is dropped
+                    finish = "stop"
+                    break
+                if piece:
+                    yield Chunk(piece)
         except RuntimeError as exc:
             raise BackendError(f"transformers failed while generating: {exc}") from exc
         finally:
             tokens.close()
-        if cut is None:
-            held += text.flush()
+        held = (piece if stop.stopped else "") + stop.rest("" if stop.stopped else text.flush())
         yield Chunk(held, finish_reason=finish, usage=Usage(len(ids), n))
 
     def _tokens(self, ids: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..chat import Message
 from ..config import GenerationConfig
 from ..errors import BackendError, ContextOverflowError, MissingDependencyError, ModelLoadError, PromptError
-from .base import Chunk, Model, Token, Usage, check_gguf
+from .base import Chunk, Model, StopFilter, Token, Usage, check_gguf
 
 DEFAULT_MAX_CTX = 8192  # a larger trained window is capped to keep the KV cache small on a laptop
 
@@ -95,8 +95,7 @@ class LlamaCppModel(Model):
             repeat_penalty=config.repeat_penalty, reset=True,
         )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = config.stop
-        held = ""  # text that might be the start of a stop string, not yet shown
+        stop = StopFilter(config.stop)  # holds back what might be the start of a stop string
         n = 0
         finish = "length"
         try:
@@ -105,20 +104,12 @@ class LlamaCppModel(Model):
                     finish = "stop"
                     break
                 n += 1
-                held += decoder.decode(llm.detokenize([tok]))
-                if stops:
-                    cut = _find_stop(held, stops)
-                    if cut is not None:
-                        held = held[:cut]
-                        finish = "stop"
-                        break
-                    safe = len(held) - _partial_stop(held, stops)
-                    if safe > 0:
-                        yield Chunk(held[:safe])
-                        held = held[safe:]
-                elif held:
-                    yield Chunk(held)
-                    held = ""
+                piece = stop.feed(decoder.decode(llm.detokenize([tok])))
+                if stop.stopped:
+                    finish = "stop"
+                    break
+                if piece:
+                    yield Chunk(piece)
                 if n >= config.max_new_tokens:
                     break
                 if llm.n_tokens >= llm.n_ctx() - 1:
@@ -128,7 +119,7 @@ class LlamaCppModel(Model):
             raise BackendError(f"llama.cpp failed while generating: {exc}") from exc
         finally:
             gen.close()
-        held += decoder.decode(b"", final=True)
+        held = (piece if stop.stopped else "") + stop.rest(decoder.decode(b"", final=True))
         yield Chunk(held, finish_reason=finish, usage=Usage(len(tokens), n))
 
     # --- scoring ---------------------------------------------------------------------------------
@@ -211,19 +202,3 @@ def _log_softmax(logits):
     x = logits.astype(np.float64)
     top = x.max()
     return x - top - np.log(np.exp(x - top).sum())
-
-
-def _find_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [text.find(s) for s in stops if s in text]
-    return min(hits) if hits else None
-
-
-def _partial_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best

@@ -43,8 +43,7 @@ import numpy as np
 
 from ..config import GenerationConfig
 from ..errors import BackendError
-from ..models.base import Chunk, Usage
-from ..models.llamacpp import _find_stop, _partial_stop
+from ..models.base import Chunk, StopFilter, Usage
 
 PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
 
@@ -82,7 +81,7 @@ class _Seq:
         self.pos = 0
         self.last = -1
         self.n = 0
-        self.held = ""
+        self.stop = StopFilter(job.config.stop)  # holds back what might start a stop string
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.pending: list[TokenLogprob] = []
 
@@ -250,26 +249,20 @@ class Engine:
             return
         seq.n += 1
         seq.last = tok
-        seq.held += seq.decoder.decode(self.llm.detokenize([tok]))
-        stops = config.stop
-        if stops:
-            cut = _find_stop(seq.held, stops)
-            if cut is not None:
-                seq.held = seq.held[:cut]
-                self._finish(seq, reason="stop")
-                return
-            safe = len(seq.held) - _partial_stop(seq.held, stops)
-        else:
-            safe = len(seq.held)
-        if safe > 0 or seq.pending:
-            job.out.put(LogprobChunk(seq.held[:safe], usage=Usage(0, seq.n), logprobs=seq.pending))
-            seq.held, seq.pending = seq.held[safe:], []
+        piece = seq.stop.feed(seq.decoder.decode(self.llm.detokenize([tok])))
+        if seq.stop.stopped:
+            self._finish(seq, reason="stop", last=piece)
+            return
+        if piece or seq.pending:
+            job.out.put(LogprobChunk(piece, usage=Usage(0, seq.n), logprobs=seq.pending))
+            seq.pending = []
         if seq.n >= config.max_new_tokens:
             self._finish(seq, reason="length")
         elif seq.pos + 1 >= self.n_ctx_seq:
             self._finish(seq, reason="context")
 
-    def _finish(self, seq: _Seq, reason: str = "stop", error: Exception | None = None) -> None:
+    def _finish(self, seq: _Seq, reason: str = "stop", error: Exception | None = None,
+                last: str = "") -> None:
         if seq in self.active:
             self.active.remove(seq)
         seq.sampler.close()
@@ -279,8 +272,8 @@ class Engine:
         if error is not None:
             seq.job.out.put(error)
             return
-        seq.held += seq.decoder.decode(b"", final=True)
-        seq.job.out.put(LogprobChunk(seq.held, finish_reason=reason,
+        text = last + seq.stop.rest(seq.decoder.decode(b"", final=True))
+        seq.job.out.put(LogprobChunk(text, finish_reason=reason,
                                      usage=Usage(len(seq.job.tokens), seq.n), logprobs=seq.pending))
 
     def _forget(self, slot: int) -> None:
