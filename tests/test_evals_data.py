@@ -100,6 +100,15 @@ def test_missing_columns_list_what_exists(film):
     bad(film, "has no column 'gold'", label_col="gold")
 
 
+def test_unnamed_columns_are_found_by_their_values(film, tmp_path):
+    raw = pd.read_csv(film, sep="\t").rename(columns={"text": "blurb", "label": "mood"})
+    raw.insert(0, "uid", [f"r{i}" for i in range(len(raw))])
+    raw.to_json(tmp_path / "odd.jsonl", orient="records", lines=True)
+    d = load_dataset(tmp_path / "odd.jsonl", SENTIMENT)
+    assert (d.text_col, d.label_col) == ("blurb", "mood") and len(d) == 100
+    assert any("longest strings" in n for n in d.notes) and any("sentiment labels" in n for n in d.notes)
+
+
 def test_unknown_columns_cannot_be_guessed(tmp_path):
     path = tmp_path / "odd.csv"
     path.write_text("a,b\nfoo,bar\nbaz,qux\n")

@@ -91,3 +91,15 @@ def test_spread_across_repeats():
     s = metrics.spread([0.5, 0.6, 0.7])
     assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1)
     assert (s["min"], s["max"], s["n"]) == (0.5, 0.7, 3)
+
+
+def test_a_label_neither_gold_nor_predicted_does_not_count_in_macro_f1():
+    gold = ["positive", "negative", "positive", "negative"]
+    result = metrics.classification(gold, list(gold), ["positive", "negative", "neutral"])
+    assert result["accuracy"] == 1.0 and result["macro_f1"] == 1.0
+    assert "neutral" not in result["report"] and result["confusion"]["rows"][1] == "neutral"
+    predicted = metrics.classification(gold, ["positive", "neutral", "positive", "negative"],
+                               ["positive", "negative", "neutral"])
+    assert "neutral" in predicted["report"]  # predicted once: a false positive, it counts
+    assert predicted["macro_f1"] == pytest.approx(
+        f1_score(gold, ["positive", "neutral", "positive", "negative"], average="macro", zero_division=0))

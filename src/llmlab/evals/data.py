@@ -24,9 +24,11 @@ from ..tasks.spec import TaskSpec, _key
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
 TEXT_NAMES = ("text", "sentence", "review", "content", "document", "body", "utterance", "tweet",
-              "comment", "input", "message", "headline", "title", "phrase", "question")
+              "comment", "input", "message", "headline", "title", "phrase", "question", "post", "passage",
+              "excerpt", "statement", "claim", "abstract", "description", "snippet", "query", "prompt")
 LABEL_NAMES = ("label", "labels", "gold", "gold_label", "ground_truth_label", "ground_truth", "target",
-               "class", "category", "sentiment", "topic", "y", "output", "answer")
+               "class", "category", "sentiment", "topic", "y", "output", "answer", "polarity", "emotion",
+               "intent", "stance", "tag", "annotation")
 
 
 @dataclass
@@ -180,6 +182,13 @@ def _pick(frame, given, what, name, names, notes, task=None, exclude=None) -> st
         best = max(rates, key=rates.get, default=None)
         if best is not None and rates[best] >= 0.5:
             notes.append(f"label column: {best!r} (its values are {task.name} labels)")
+            return best
+    if what == "text":  # the column of longest strings is the text (ids and labels are short)
+        lengths = {c: frame[c].map(lambda v: len(v) if isinstance(v, str) else 0).mean()
+                   for c in lower.values()}
+        best = max(lengths, key=lengths.get, default=None)
+        if best is not None and lengths[best] >= 20:
+            notes.append(f"text column: {best!r} (its longest strings; --text-col sets it)")
             return best
     raise DataError(f"cannot tell which column of {name} holds the {what}; columns: "
                     f"{', '.join(columns)}; pass --{what}-col")

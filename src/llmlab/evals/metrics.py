@@ -1,10 +1,12 @@
 """Scores with honest uncertainty: scikit-learn's report, scipy's bootstrap and exact McNemar tests.
 
 - The classification report is ``sklearn.metrics.classification_report(gold, pred, labels=<the
-  task's labels, sorted>, zero_division=0)``: the call is recorded with the report, so anyone can
-  reproduce it from ``predictions.csv``. Unparseable outputs are predicted as ``(unparsed)``: they
-  count as misses for the labels' recall but get no row of their own, so macro-F1 stays an average
-  over the task's labels. The confusion matrix does show them, as their own column.
+  task's labels that are gold or predicted, sorted>, zero_division=0)``: the call is recorded with
+  the report, so anyone can reproduce it from ``predictions.csv``. A task label that is neither in
+  the data nor ever predicted has no row and does not count in macro-F1 (as in scikit-learn's
+  default): a perfect run on a file without neutral items has macro-F1 1, not 2/3. Unparseable
+  outputs are predicted as ``(unparsed)``: they count as misses for the labels' recall but get no
+  row of their own. The confusion matrix shows every task label, and the unparsed as a column.
 - Accuracy and macro-F1 get 95% BCa bootstrap intervals from ``scipy.stats.bootstrap`` (items
   resampled with replacement, a fixed seed so reports reproduce).
 - Two systems evaluated on the same items are compared with the exact McNemar test: a two-sided
@@ -30,7 +32,9 @@ def classification(gold: list[str], pred: list[str], labels: list[str]) -> dict:
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
     labels = sorted(labels)
-    args = {"labels": labels, "zero_division": 0}
+    seen = set(gold) | set(pred)
+    scored = [label for label in labels if label in seen]
+    args = {"labels": scored, "zero_division": 0}
     columns = labels + ([UNPARSED] if UNPARSED in pred else [])
     matrix = confusion_matrix(gold, pred, labels=columns)[: len(labels)]  # no item is gold-unparsed
     accuracy = float(accuracy_score(gold, pred))
@@ -40,12 +44,12 @@ def classification(gold: list[str], pred: list[str], labels: list[str]) -> dict:
         "accuracy": accuracy,
         "accuracy_ci": accuracy_ci(gold, pred),
         "macro_f1": macro_f1,
-        "macro_f1_ci": macro_f1_ci(gold, pred, labels),
+        "macro_f1_ci": macro_f1_ci(gold, pred, scored),
         "weighted_f1": float(f1_score(gold, pred, average="weighted", **args)),
         "unparsed": sum(p == UNPARSED for p in pred),
         "report": classification_report(gold, pred, output_dict=True, **args),
         "report_text": classification_report(gold, pred, **args),
-        "sklearn_call": f"classification_report(gold, pred, labels={labels!r}, zero_division=0)",
+        "sklearn_call": f"classification_report(gold, pred, labels={scored!r}, zero_division=0)",
         "confusion": {"rows": labels, "columns": columns, "matrix": matrix.tolist()},
     }
 
