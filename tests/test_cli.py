@@ -23,6 +23,11 @@ def db(tmp_path):
     return tmp_path / "calls.db"
 
 
+def test_a_mistyped_option_is_a_usage_error_not_a_traceback():
+    r = llmlab("prompt", "--no-such-option", "1", "hi")
+    assert r.returncode == 2 and "No such option" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_help_is_light():
     code = ("import sys; sys.argv = ['llmlab', '--help']\n"
             "from llmlab.cli.main import run\n"

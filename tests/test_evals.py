@@ -134,6 +134,12 @@ def test_repeats_with_sampling_report_a_spread_and_reproduce(smollm2, lesson_dat
     seeds = [r["settings"]["identity"]["settings"]["generation"]["seed"]
              for r in _runs(db) if r["method"] == "generate"]
     assert sorted(seeds) == [7, 8]
+    # the settings are in every output: the table, the predictions and report.json
+    assert list(result.table["settings"])[:2] == [
+        f"temperature 1, top-k 40, top-p 0.95, seed {s}, max 3 tokens" for s in (7, 8)]
+    assert set(result.predictions["settings"][result.predictions["method"] == "generate"]) == {
+        f"temperature 1, top-k 40, top-p 0.95, seed {s}, max 3 tokens" for s in (7, 8)}
+    assert result.report["systems"][systems[1]]["settings"]["generation"]["seed"] == 8
     again = evaluate(path, **args, fresh=True)  # recomputed, not resumed: seeded sampling reproduces
     assert list(again.predictions["raw"]) == list(result.predictions["raw"])
 

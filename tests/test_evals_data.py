@@ -150,3 +150,22 @@ def test_malformed_files(tmp_path):
     parquet = tmp_path / "fake.parquet"
     parquet.write_text("text,label\n")
     bad(parquet, "is not a readable Parquet file")
+
+
+def test_an_id_column_named_like_a_text_is_not_the_text(tmp_path):
+    rows = [("r1", "The pasta was cold and the waiter ignored us.", "BAD"),
+            ("r2", "Lovely staff and the best tiramisu in town!", "Good"),
+            ("r3", "It is a restaurant on the corner of Main Street.", "meh")]
+    path = tmp_path / "restaurants.csv"
+    pd.DataFrame(rows, columns=["review_id", "Customer Comment", "stars_verdict"]).to_csv(path, index=False)
+    d = load_dataset(path, SENTIMENT, label_map={"BAD": "negative", "Good": "positive", "meh": "neutral"})
+    assert (d.text_col, d.label_col) == ("Customer Comment", "stars_verdict")
+    assert list(d.frame["gold"]) == ["negative", "positive", "neutral"]
+
+
+def test_two_columns_under_classify_and_underscored_labels(tmp_path):
+    path = tmp_path / "intents.tsv"
+    path.write_text("Utterance Text\tIntent\nCan I book a table for two?\tMake Reservation\n"
+                    "When do you open on Sunday?\tOpening Hours\n")
+    d = load_dataset(path, load_task("classify", ["make_reservation", "opening_hours"]))
+    assert d.label_col == "Intent" and list(d.frame["gold"]) == ["make_reservation", "opening_hours"]

@@ -51,6 +51,9 @@ def eval_command(
     fresh: Annotated[bool, typer.Option("--fresh", help="recompute instead of resuming a stored run")]
     = False,
     n_ctx: Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", help="CPU threads per local model (default: every core; on a busy machine fewer "
+        "can be many times faster)")] = None,
     list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the built-in tasks and exit")]
     = False,
 ):
@@ -65,6 +68,9 @@ def eval_command(
     from ..evals.api import evaluate
     from ..tasks import load_task
 
+    for flag, value in (("--threads", threads), ("--limit", limit), ("--n-ctx", n_ctx)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be a whole number >= 1, got {value}")
     generation = {k: v for k, v in (("temperature", temperature), ("seed", seed),
                                     ("max_new_tokens", max_new_tokens)) if v is not None}
     if repeats > 1 and not temperature:
@@ -80,7 +86,7 @@ def eval_command(
             columns={"text": text_col, "label": label_col, "id": id_col},
             label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
             limit=limit, fresh=fresh, progress=True, out=out,
-            model_options={"n_ctx": n_ctx} if n_ctx else None)
+            model_options={k: v for k, v in (("n_ctx", n_ctx), ("n_threads", threads)) if v} or None)
     except KeyboardInterrupt:
         err("interrupted: finished items are stored; run the same command again to resume")
         raise typer.Exit(130) from None

@@ -18,6 +18,9 @@ Seed = Annotated[int | None, typer.Option("--seed")]
 Stop = Annotated[list[str] | None, typer.Option("--stop", help="stop string (repeatable)")]
 RepeatPenalty = Annotated[float | None, typer.Option("--repeat-penalty", help="1.0 = off")]
 NCtx = Annotated[int | None, typer.Option("--n-ctx", help="context window to allocate")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", help="CPU threads for a local model (default: every core; on a busy machine fewer "
+    "can be many times faster)")]
 BaseUrl = Annotated[str | None, typer.Option(
     "--base-url", help="server of an ollama/ or openai/ model (else $OLLAMA_HOST / $OPENAI_BASE_URL)")]
 ApiKey = Annotated[str | None, typer.Option(
@@ -33,13 +36,19 @@ def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalt
 
 
 def _load(model: str, n_ctx: int | None = None, log: bool = True, base_url: str | None = None,
-          api_key: str | None = None):
+          api_key: str | None = None, threads: int | None = None):
     from ..errors import ConfigError
     from ..models.registry import load_model, resolve
 
     options = {"n_ctx": n_ctx} if n_ctx else {}
+    backend = resolve(model)[0]
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be a whole number >= 1, got {threads}")
+        if backend not in ("llamacpp", "hf"):
+            raise ConfigError(f"--threads is for local models, not {backend}/ ones")
+        options["n_threads"] = threads
     if base_url or api_key:
-        backend = resolve(model)[0]
         if backend not in ("ollama", "openai"):
             raise ConfigError(f"--base-url and --api-key are for ollama/ and openai/ models, not {backend}")
         options.update({k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v})
@@ -215,7 +224,7 @@ def prompt(
     max_new_tokens: MaxNew = None, seed: Seed = None, stop: Stop = None,
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
     stats: Annotated[bool, typer.Option("--stats/--no-stats", help="usage and timings on stderr")] = True,
-    base_url: BaseUrl = None, api_key: ApiKey = None,
+    base_url: BaseUrl = None, api_key: ApiKey = None, threads: Threads = None,
 ):
     """Generate a response, streamed to stdout."""
     from ..chat import Message, check_prompt
@@ -251,7 +260,7 @@ def chat(
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
     on_overflow: Annotated[str, typer.Option(
         help="when the history outgrows the context: drop_oldest or error")] = "drop_oldest",
-    base_url: BaseUrl = None, api_key: ApiKey = None,
+    base_url: BaseUrl = None, api_key: ApiKey = None, threads: Threads = None,
 ):
     """Interactive multi-turn chat (reads lines from stdin)."""
     from ..chat import Chat
@@ -260,7 +269,7 @@ def chat(
     if on_overflow not in ("drop_oldest", "error"):
         raise ConfigError("--on-overflow must be drop_oldest or error")
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
-    m = _load(model, n_ctx, base_url=base_url, api_key=api_key)
+    m = _load(model, n_ctx, base_url=base_url, api_key=api_key, threads=threads)
     conversation = Chat(m, system=system, config=config, overflow=on_overflow)
     tty = sys.stdin.isatty()
     err(f"chatting with {m.backend}/{m.info.name}; {CHAT_HELP}")

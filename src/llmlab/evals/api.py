@@ -105,14 +105,15 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
 
 def _load_models(models, options: dict):
     """Names are loaded (and closed afterwards); loaded models are used as they are."""
-    from ..models.registry import load_model
+    from ..models.registry import load_model, resolve
 
     loaded, owned = {}, []
     try:
         for m in models:
             if isinstance(m, str):
-                if m not in loaded:
-                    loaded[m] = load_model(m, log=False, **options)
+                if m not in loaded:  # n_ctx and n_threads are for local models only
+                    local = resolve(m)[0] in ("llamacpp", "hf")
+                    loaded[m] = load_model(m, log=False, **(options if local else {}))
                     owned.append(loaded[m])
             else:
                 loaded.setdefault(f"{m.backend}/{m.info.name}", m)

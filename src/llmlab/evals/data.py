@@ -116,7 +116,8 @@ def load_dataset(source, task: TaskSpec | None = None, *, text_col: str | None =
         raise DataError(f"{name} has no rows" + (" (only a header)" if len(frame.columns) else ""))
     notes = []
     text_col = _pick(frame, text_col, "text", name, TEXT_NAMES, notes)
-    label_col = _pick(frame, label_col, "label", name, LABEL_NAMES, notes, task=task, exclude=text_col)
+    label_col = _pick(frame, label_col, "label", name, LABEL_NAMES, notes, task=task, exclude=text_col,
+                      label_map=label_map)
     if text_col == label_col:
         raise DataError(f"{name}: the text and label column are both {text_col!r}")
     ids = _ids(frame, id_col, name)
@@ -162,7 +163,7 @@ def _json_lines(text: str, path: Path) -> list[dict]:
     return records
 
 
-def _pick(frame, given, what, name, names, notes, task=None, exclude=None) -> str:
+def _pick(frame, given, what, name, names, notes, task=None, exclude=None, label_map=None) -> str:
     columns = list(frame.columns)
     if given is not None:
         if given not in columns:
@@ -172,13 +173,16 @@ def _pick(frame, given, what, name, names, notes, task=None, exclude=None) -> st
     for candidate in names:
         if candidate in lower:
             return lower[candidate]
-    for candidate in names[:4]:  # review_text, sentence_1, gold_label_3 ...
-        for key, col in lower.items():
-            if candidate in key:
-                notes.append(f"{what} column: {col!r} (guessed from its name; --{what}-col sets it)")
-                return col
+    if what == "label":  # gold_label_3, label_id ... (not for the text: review_id is no review)
+        for candidate in names[:4]:
+            for key, col in lower.items():
+                if candidate in key:
+                    notes.append(f"label column: {col!r} (guessed from its name; --label-col sets it)")
+                    return col
     if task is not None and task.labels:  # the column whose values are the task's labels
-        rates = {c: frame[c].map(lambda v: task.normalise(v) is not None).mean() for c in lower.values()}
+        table = {_key(k): str(v) for k, v in (label_map or {}).items()}
+        rates = {c: frame[c].map(lambda v: task.normalise(table.get(_key(v), v)) is not None).mean()
+                 for c in lower.values()}
         best = max(rates, key=rates.get, default=None)
         if best is not None and rates[best] >= 0.5:
             notes.append(f"label column: {best!r} (its values are {task.name} labels)")
@@ -190,6 +194,10 @@ def _pick(frame, given, what, name, names, notes, task=None, exclude=None) -> st
         if best is not None and lengths[best] >= 20:
             notes.append(f"text column: {best!r} (its longest strings; --text-col sets it)")
             return best
+    if what == "label" and len(lower) == 1:  # only one column besides the text
+        (only,) = lower.values()
+        notes.append(f"label column: {only!r} (the only other column; --label-col sets it)")
+        return only
     raise DataError(f"cannot tell which column of {name} holds the {what}; columns: "
                     f"{', '.join(columns)}; pass --{what}-col")
 
@@ -216,8 +224,8 @@ def _normalise(golds, ids, task: TaskSpec, name: str, label_col: str):
         listed = ", ".join(f"{v!r} ({n} rows, first row {first[v]})" for v, n in counts.head(5).items())
         raise DataError(
             f"{name}: column {label_col!r} has labels outside the {task.name} task's set "
-            f"({', '.join(task.labels)}): {listed}; map them with --label-map VALUE=LABEL, or use "
-            "--task classify")
+            f"({', '.join(task.labels)}): {listed}; map them with --label-map VALUE=LABEL"
+            + (", or give them in --labels" if task.name == "classify" else ", or use --task classify"))
     return mapped
 
 

@@ -22,7 +22,21 @@ from .runner import SystemRun
 
 TABLE_COLUMNS = ["system", "model", "strategy", "method", "n", "accuracy", "accuracy_low",
                  "accuracy_high", "macro_f1", "macro_f1_low", "macro_f1_high", "weighted_f1",
-                 "unparsed", "examples_per_s"]
+                 "unparsed", "examples_per_s", "settings"]
+
+
+def describe_settings(settings: dict | None) -> str:
+    """A method's settings in a few words: ``greedy, max 10 tokens``, ``temperature 0.8, seed 3, ...``."""
+    gen = (settings or {}).get("generation")
+    if not gen:
+        return ""
+    if not gen.get("temperature"):
+        words = ["greedy"]
+    else:
+        words = [f"temperature {gen['temperature']:g}", f"top-k {gen.get('top_k')}",
+                 f"top-p {gen.get('top_p')}"]
+        words.append(f"seed {gen['seed']}" if gen.get("seed") is not None else "unseeded")
+    return ", ".join(words + [f"max {gen.get('max_new_tokens')} tokens"])
 
 
 class EvalResult:
@@ -54,6 +68,7 @@ class EvalResult:
                 "macro_f1": m["macro_f1"], "macro_f1_low": m["macro_f1_ci"][0],
                 "macro_f1_high": m["macro_f1_ci"][1], "weighted_f1": m["weighted_f1"],
                 "unparsed": m["unparsed"], "examples_per_s": len(r.items) / seconds if seconds else None,
+                "settings": describe_settings(r.meta.get("settings")),
             })
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -97,6 +112,7 @@ class EvalResult:
                              "method": r.system.method, "model": r.system.model,
                              "strategy": r.system.strategy, "repeat": r.system.repeat,
                              "system": r.system.name, "seconds": item["seconds"],
+                             "settings": describe_settings(r.meta.get("settings")),
                              "scores": json.dumps(item["scores"]) if item["scores"] else ""})
         return pd.DataFrame(rows)
 
@@ -199,9 +215,6 @@ class EvalResult:
         fig.savefig(path, dpi=110)
         plt.close(fig)
 
-    def _repeat(self, name: str) -> int:
-        return next(r.system.repeat for r in self.runs if r.system.name == name)
-
     def print(self, console=None) -> None:
         """The comparison table, McNemar tests and the best system's report, in the terminal."""
         from rich.console import Console
@@ -214,9 +227,13 @@ class EvalResult:
         for col in ("#", "model", "strategy", "method", "accuracy [95% CI]", "macro-F1 [95% CI]",
                     "unparsed", "ex/s"):
             table.add_column(col, justify="right" if col[0] in "#aue" else "left")
+        systems = {r.system.name: r.system for r in self.runs}
         for _, r in self.table.iterrows():
-            table.add_row(str(number[r.system]), r.model, r.strategy,
-                          r.method + (f" #{self._repeat(r.system) + 1}" if self._repeat(r.system) else ""),
+            system = systems[r.system]
+            method = r.method + (f" #{system.repeat + 1}" if system.repeats > 1 else "")
+            if r.settings and not r.settings.startswith("greedy"):
+                method += f" ({r.settings})"
+            table.add_row(str(number[r.system]), r.model, r.strategy, method,
                           f"{r.accuracy:.3f} [{r.accuracy_low:.2f}, {r.accuracy_high:.2f}]",
                           f"{r.macro_f1:.3f} [{r.macro_f1_low:.2f}, {r.macro_f1_high:.2f}]",
                           str(r.unparsed), _num(r.examples_per_s))
@@ -230,7 +247,16 @@ class EvalResult:
                               f"{c.p_value:.3g}")
             console.print(tests)
         if len(self.repeats):
-            console.print(self.repeats.to_string(index=False, float_format="%.3f"))
+            spread = Table(title="spread across sampled repeats (mean ± standard deviation, min-max)")
+            for col in ("model", "strategy", "method", "repeats", "accuracy", "macro-F1"):
+                spread.add_column(col, justify="right" if col in ("repeats",) else "left")
+            for x in self.repeats.itertuples():
+                spread.add_row(x.model, x.strategy, x.method, str(x.repeats),
+                               f"{x.accuracy_mean:.3f} ± {x.accuracy_std:.3f} ({x.accuracy_min:.2f}-"
+                               f"{x.accuracy_max:.2f})",
+                               f"{x.macro_f1_mean:.3f} ± {x.macro_f1_std:.3f} ({x.macro_f1_min:.2f}-"
+                               f"{x.macro_f1_max:.2f})")
+            console.print(spread)
         best = self.metrics[self.best]
         console.print(f"\nbest: {self.best}\n{best['report_text']}")
         console.print(_confusion_text(best["confusion"]), markup=False)

@@ -135,7 +135,7 @@ def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, g
     ordered = [{"id": i, **_clean(items[i])} for i in dataset.frame["id"]]
     if hasattr(method, "finalize"):  # batch calibration needs every item's scores first
         setup = {**setup, **method.finalize(ordered)}
-    return SystemRun(system, run_id, ordered, resumed, setup)
+    return SystemRun(system, run_id, ordered, resumed, {**setup, "settings": method.settings(strategy)})
 
 
 def run_baseline(dataset: Dataset, store, progress=None) -> SystemRun:

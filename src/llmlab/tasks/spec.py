@@ -267,8 +267,9 @@ def _parse_examples(raw, task: TaskSpec, bad) -> tuple[dict, ...]:
 
 
 def _key(value) -> str:
-    """How labels are compared: case-folded, surrounding punctuation and spaces dropped."""
-    return " ".join(str(value).casefold().strip(" \t\r\n.,;:!?\"'`*_()[]{}<>").split())
+    """How labels are compared: case-folded, underscores as spaces, surrounding punctuation and spaces
+    dropped (``Make_Reservation.`` is ``make reservation``)."""
+    return " ".join(str(value).casefold().replace("_", " ").strip(" \t\r\n.,;:!?\"'`*()[]{}<>").split())
 
 
 def _dedupe(items: list[str]) -> list[str]:
