@@ -45,9 +45,13 @@ def test_instruct_models_get_chat_messages_and_base_models_raw_text(runs):
     assert runs["smollm2", "reasoning"].options["prompt_format"] == "chat"
     raw = runs["gemma", "reasoning"].records[0]
     assert raw.input == "Question: How many r's are in the word strawberry?\nAnswer:"
-    assert "\n" in raw.settings["stop"] and runs["gemma", "reasoning"].options["prompt_format"] == "raw"
+    assert runs["gemma", "reasoning"].options["prompt_format"] == "raw"
+    for r in runs["gemma", "reasoning"].records:  # cut at the end of the first non-blank line
+        assert "\n" not in r.answer.strip()
+        if "generated" in r.detail:
+            assert r.detail["generated"].lstrip().startswith(r.answer)
     story = runs["gemma", "bias"].records[0]
-    assert story.input == "A short story about a nurse.\n\nThe nurse" and story.settings["stop"] == ["\n\n"]
+    assert story.input == "A short story about a nurse.\n\nThe nurse" and "\n\n" not in story.answer.strip()
     assert all(r.settings["max_new_tokens"] <= MAX_NEW for run in runs.values() for r in run.records)
 
 
@@ -83,6 +87,7 @@ def test_every_figure_is_recomputed_from_the_records_it_cites(runs):
                         votes = Counter(r.verdict for r in cited if r.item == item)
                         majority[item] = votes.most_common(1)[0][0]
                     assert {r.id for r in cited if r.verdict != majority[r.item]} == set(f.hits)
+                    assert all(r.verdict != "none" for r in cited)  # no label named: no flip
                 elif f.name == "distinct-output rate" and f.group:
                     assert len({r.answer.strip() for r in cited}) == len(f.hits)
                     assert f.value == pytest.approx((len(f.hits) - 1) / (len(cited) - 1))
@@ -179,7 +184,7 @@ def test_failed_and_empty_generations_are_recorded_and_left_out(gemma, tmp_path)
     path.write_text(
         "name: edge\nsettings: {temperature: 0, max_new_tokens: 4}\nchecks:\n"
         "  - name: edge\n    measure: accuracy\n    judge: reference\n"
-        "    base_stop: [' ']\n"  # Gemma's answer starts with a space: an empty answer
+        "    base_stop: ['P']\n"  # Gemma answers " Paris": cut at its first letter, nothing is left
         "    items:\n"
         "      - {id: empty, prompt: 'What is the capital of France?', reference: Paris}\n"
         f"      - {{id: too-long, prompt: '{long_prompt}', reference: x}}\n")
@@ -198,3 +203,26 @@ def test_bad_run_options_fail_before_generating(smollm2):
         run_suite(smollm2, load_suite("reasoning"), samples=0)
     with pytest.raises(ConfigError, match="limit"):
         run_suite(smollm2, load_suite("reasoning"), limit=-1)
+
+
+def test_flip_leaves_out_samples_naming_no_label_and_distinct_shows_its_sums():
+    from types import SimpleNamespace
+
+    from llmlab.probes.measures import Record, distinct, flip
+
+    def rec(i, item, verdict, answer=""):
+        return Record(id=i, check="c", item=item, sample=i, prompt="p", input="p", answer=answer or verdict,
+                      verdict=verdict)
+
+    check = SimpleNamespace(name="c")
+    records = [rec(1, "a", "red"), rec(2, "a", "blue"), rec(3, "a", "none"), rec(4, "a", "none"),
+               rec(5, "a", "red"), rec(6, "b", "x"), rec(7, "b", "y")]
+    pooled, unlabelled, per_a, per_b = flip(check, records)
+    assert (pooled.value, pooled.hits) == (pytest.approx(2 / 5), [2, 7])
+    assert unlabelled.name == "no label named" and unlabelled.hits == [3, 4]
+    assert per_a.note == "majority verdict: red" and "tied with y" in per_b.note
+    answers = [rec(i, "a", None, t) for i, t in enumerate(["p", "q", "r", "s"], 1)]
+    answers += [rec(i, "b", None, t) for i, t in enumerate(["p", "p", "q", "r"], 5)]
+    overall = distinct(check, answers)[0]
+    assert overall.value == pytest.approx((3 + 2) / (3 + 3))
+    assert overall.basis == "7 distinct of 8 samples over 2 prompts: (7 - 2) / (8 - 2)"

@@ -137,3 +137,12 @@ def test_an_unknown_suite_suggests_the_closest_and_lists_all():
     message = str(exc.value)
     assert "did you mean 'hallucination'?" in message
     assert all(name in message for name in builtin_suites())
+
+
+def test_yes_and_no_stay_words(tmp_path):
+    text = ("name: yn\nchecks:\n  - name: spam\n    measure: flip\n"
+            "    judge: {type: label, labels: [yes, no]}\n    items:\n"
+            "      - {prompt: 'Is this spam?', group: no, reference: yes}\n")
+    check = load_suite(str(write(tmp_path, text))).checks[0]
+    assert check.items[0].group == "no" and check.items[0].fields["reference"] == "yes"
+    assert check.judge("Yes.", {}).label == "yes" and check.judge("No, it is not.", {}).label == "no"

@@ -158,3 +158,11 @@ def test_unknown_task_and_strategy_suggest_names(tmp_path):
         load_task("topic").strategy("fewshot")
     with pytest.raises(TaskError, match="needs worked examples"):
         load_task("classify", labels=["a", "b"]).strategy("few-shot")
+
+
+def test_yes_and_no_labels_stay_words(tmp_path):
+    path = tmp_path / "spam.yaml"
+    path.write_text("name: spam\nlabels:\n  yes: [spam]\n  no: [ham]\n"
+                    "instruction: Is this spam? yes or no.\n")
+    task = load_task(str(path))
+    assert task.labels == ("yes", "no") and task.normalise("NO") == "no" and task.normalise("spam") == "yes"

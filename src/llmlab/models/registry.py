@@ -100,7 +100,7 @@ def resolve(name: str) -> tuple[str, str, Path | None]:
         return backend, path.name, path
     known = list(BUNDLED) + [f"{b}/{a}" for b in BACKENDS for a in BUNDLED]
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else "."
     raise ModelNotFoundError(
         f"unknown model {name!r}{hint} Available: {', '.join(BUNDLED)} (any backend: "
         f"{', '.join(b + '/' for b in BACKENDS)}), or a path to a .gguf file / HF model directory")

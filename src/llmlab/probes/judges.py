@@ -140,8 +140,11 @@ _WORD_VALUES = {w: i for i, w in enumerate(_UNITS)} | {w: 20 + 10 * i for i, w i
 _WORDS = (r"\b(?:(?:" + "|".join(_TENS) + r")(?:[- ](?:" + "|".join(_UNITS[1:10]) + r"))?|"
           + "|".join(sorted(set(_WORD_VALUES) - set(_TENS), key=len, reverse=True)) + r")\b")
 _NUMBER = r"(?:(?<![\w)])-)?\d+(?:\.\d+)?|" + _WORDS  # '26-8' is 26 and 8; '-4' alone is -4
+# "the answer is 35", "result = 2 * 2 = 4" (the number after the last "="), and a closing "So 3."
 _EXPLICIT = re.compile(
-    r"(?:answer|result|total)\s*(?:is|=|:|would be|will be)\s*\**\s*(" + _NUMBER + ")", re.I)
+    r"(?:answer|result|total)\s*(?:is|=|:|would be|will be)\s*\**\s*((?:" + _NUMBER + r")"
+    r"(?:\s*[-+*/x×]\s*(?:" + _NUMBER + r"))*(?:\s*=\s*(?:" + _NUMBER + r"))?)"
+    r"|\bso,?\s+(?:it(?:'s| is)\s+)?(" + _NUMBER + r")\s*[.!]?\s*$", re.I)
 
 
 def numbers_in(text: str) -> list[float]:
@@ -159,7 +162,8 @@ def _to_number(token: str) -> float:
 class NumberJudge(Judge):
     """Correct when the answer's number equals the item's ``reference``.
 
-    Which number: the last one after 'answer is' / 'result =' / 'total:' when the answer states it;
+    Which number: the last one stated after 'answer is' / 'result =' / 'total:' (the number after the
+    last '=' when an expression follows, as in 'the answer is 2 * 2 = 4'), or in a closing 'So 3.';
     otherwise the ``pick`` (first or last) number in the answer that is not already in the question
     (so '17 + 26 - 8 = 35' is judged on 35, not 17). Number words up to 99 count ('thirty-five').
     """
@@ -185,7 +189,10 @@ class NumberJudge(Judge):
     def extract(self, answer: str, prompt: str) -> tuple[float | None, str]:
         explicit = list(_EXPLICIT.finditer(answer.replace(",", "")))
         if explicit:
-            return _to_number(explicit[-1].group(1)), f"stated {explicit[-1].group(0)!r}"
+            last = explicit[-1]
+            stated = last.group(1) or last.group(2)  # "2 * 2 = 4" is judged on 4
+            value = re.findall(_NUMBER, stated, re.I)[-1]
+            return _to_number(value), f"stated {last.group(0).strip()!r}"
         found = numbers_in(answer)
         if not found:
             return None, "no number in the answer"

@@ -69,6 +69,9 @@ class Figure:
         return f"{self.name} [{self.group}]" if self.group else self.name
 
 
+NO_LABEL = "none"  # the label judge's verdict for an answer that names no label
+
+
 def _share(check: str, name: str, hits: list, pool: list, unit: str, **kw) -> Figure:
     value = len(hits) / len(pool) if pool else None
     return Figure(check, name, value, f"{len(hits)} of {len(pool)} {unit}", [r.id for r in hits],
@@ -135,17 +138,28 @@ def distribution(check, records: list[Record]) -> list[Figure]:
 
 
 def flip(check, records: list[Record]) -> list[Figure]:
+    """Per prompt, the samples whose verdict differs from the prompt's most common one. A sample the
+    judge finds no label in (verdict ``none``) is no label, so no flip: it is counted apart."""
     judged = [r for r in records if r.verdict is not None]
+    labelled = [r for r in judged if r.verdict != NO_LABEL]
     flipped, pool, figures = [], [], []
-    for item, rs in _by(judged, lambda r: r.item).items():
-        majority = Counter(r.verdict for r in rs).most_common(1)[0][0]
+    for item, rs in _by(labelled, lambda r: r.item).items():
+        counts = Counter(r.verdict for r in rs).most_common()
+        majority = counts[0][0]
+        tied = [v for v, n in counts[1:] if n == counts[0][1]]
+        note = f"majority verdict: {majority}" + (f" (tied with {', '.join(tied)}; the rate is the same "
+                                                  "whichever counts as majority)" if tied else "")
         these = [r for r in rs if r.verdict != majority]
-        figures.append(_share(check.name, "label-flip rate", these, rs, "samples", group=item,
-                              note=f"majority verdict: {majority}"))
+        figures.append(_share(check.name, "label-flip rate", these, rs, "samples", group=item, note=note))
         flipped += these
         pool += rs
-    return [_share(check.name, "label-flip rate", flipped, pool, "samples", headline=True,
-                   note="samples whose verdict differs from the majority verdict of their prompt")] + figures
+    out = [_share(check.name, "label-flip rate", flipped, pool, "samples", headline=True,
+                  note="samples whose label differs from the most common label of their prompt; "
+                       "samples naming no label are left out")]
+    unlabelled = [r for r in judged if r.verdict == NO_LABEL]
+    if unlabelled:
+        out.append(_share(check.name, "no label named", unlabelled, judged, "samples"))
+    return out + figures
 
 
 def _distinct(rs: list[Record]) -> list[Record]:
@@ -171,9 +185,11 @@ def distinct(check, records: list[Record]) -> list[Figure]:
         spans += len(rs) - 1
         hits += [r.id for r in firsts]
     overall = Figure(check.name, "distinct-output rate", extra / spans if spans else None,
-                     f"{extra + len(figures)} distinct of {spans + len(figures)} samples", hits,
-                     [r.id for r in ok], headline=True,
-                     note="(distinct - 1) / (samples - 1): 0 = all identical, 1 = all different")
+                     f"{extra + len(figures)} distinct of {spans + len(figures)} samples "
+                     f"over {len(figures)} prompts: ({extra + len(figures)} - {len(figures)}) / "
+                     f"({spans + len(figures)} - {len(figures)})", hits, [r.id for r in ok], headline=True,
+                     note="(distinct - 1) / (samples - 1), each summed over the prompts: "
+                          "0 = all identical, 1 = all different")
     return [overall] + figures
 
 

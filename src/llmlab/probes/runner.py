@@ -6,8 +6,8 @@
     >>> [(f.label, f.value) for f in run.figures if f.headline]                           # doctest: +SKIP
 
 An instruct model with a chat template gets each prompt as a user message (after the check's system
-message, if any); a base model gets the check's raw-text format (``Question: ...\\nAnswer:`` and a stop
-at the end of the line by default), since a base model does not follow instructions.
+message, if any); a base model gets the check's raw-text format (``Question: ...\\nAnswer:``, its answer
+cut at the end of its first line by default), since a base model does not follow instructions.
 
 How many samples: a check may pin its own; otherwise ``samples`` given to the run; otherwise the
 suite's default. A greedy check asks each prompt once, because greedy decoding repeats itself --
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import ConfigError, LlmlabError
+from ..models.base import find_stop
 from .judges import Judge
 from .llm_judge import LLMJudge, agreement
 from .measures import Figure, Record, figures_for
@@ -103,8 +104,6 @@ def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | N
         config = check.settings
         if max_new_tokens:
             config = config.replace(max_new_tokens=min(config.max_new_tokens, max_new_tokens))
-        if not chat:  # a base model writes on past its answer: stop it at the check's stop strings
-            config = config.replace(stop=tuple(config.stop) + tuple(check.base_stop))
         these = _run_check(model, check, items, n, config, chat, judge, len(records), progress)
         records += these
         figures += _figures(check, judge, these)
@@ -129,11 +128,13 @@ def _run_check(model, check: Check, items, n: int, config, chat: bool, judge: Ju
         else:
             sent = check.base_prompt(item)
         for s in range(n):
-            record = _generate(model, sent, config, done + len(out) + 1, check, item, s, user)
+            record = _generate(model, sent, config, done + len(out) + 1, check, item, s, user,
+                               () if chat else tuple(check.base_stop))
             if judge is not None and record.error is None:
                 if record.answer.strip():
                     v = judge(record.answer, {**item.fields, "prompt": user})
-                    record.verdict, record.reason, record.detail = v.label, v.reason, v.detail
+                    record.verdict, record.reason = v.label, v.reason
+                    record.detail = {**record.detail, **v.detail}
                 else:
                     record.reason = "empty answer: not judged"
             out.append(record)
@@ -142,7 +143,11 @@ def _run_check(model, check: Check, items, n: int, config, chat: bool, judge: Ju
     return out
 
 
-def _generate(model, sent, config, rid: int, check: Check, item, sample: int, user: str) -> Record:
+def _generate(model, sent, config, rid: int, check: Check, item, sample: int, user: str,
+              base_stop: tuple[str, ...] = ()) -> Record:
+    """One answer. A base model writes on past its answer, so its text is cut at the check's
+    ``base_stop`` strings, after any leading whitespace: Gemma often starts with a blank line, and
+    stopping generation there would leave it no answer at all."""
     record = Record(id=rid, check=check.name, item=item.id, sample=sample + 1, prompt=user, input=sent,
                     answer="", group=item.group, settings=config.to_dict())
     try:
@@ -152,6 +157,12 @@ def _generate(model, sent, config, rid: int, check: Check, item, sample: int, us
         record.reason = "generation failed"
         return record
     record.answer = response.text
+    if base_stop:
+        body = response.text.lstrip()
+        cut = find_stop(body, base_stop)
+        if cut is not None:
+            record.answer = body[:cut]
+            record.detail = {"generated": response.text}  # the whole text, before the cut
     record.call_id = getattr(response, "log_id", None)
     return record
 

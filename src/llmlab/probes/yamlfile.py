@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import SuiteError
+from ..yaml12 import Loader as Yaml12Loader
 
 
 class LineDict(dict):
@@ -25,7 +26,7 @@ class LineDict(dict):
         return self.key_lines.get(key, self.line) if hasattr(self, "key_lines") else self.line
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(Yaml12Loader):  # yes/no/on/off stay strings (labels, answers)
     pass
 
 

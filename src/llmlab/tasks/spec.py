@@ -170,11 +170,13 @@ def parse_task(text: str, source: str) -> TaskSpec:
     """Build and check a TaskSpec from YAML text; every problem names ``source``."""
     import yaml
 
+    from .. import yaml12
+
     def bad(msg: str) -> TaskError:
         return TaskError(f"task file {source}: {msg}")
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml12.safe_load(text)
     except yaml.YAMLError as exc:
         raise bad(f"not valid YAML ({' '.join(str(exc).split())})") from exc
     if not isinstance(data, dict):
@@ -227,9 +229,9 @@ def _parse_labels(raw, bad) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]
 
 
 def _parse_strategies(raw, bad) -> dict[str, Strategy]:
-    import yaml
+    from .. import yaml12
 
-    base = yaml.safe_load(resources.files(BUILTIN).joinpath("strategies.yaml").read_text("utf-8"))
+    base = yaml12.safe_load(resources.files(BUILTIN).joinpath("strategies.yaml").read_text("utf-8"))
     if not isinstance(raw, dict):
         raise bad("`strategies` must be a mapping from strategy name to its fields")
     out = {}
