@@ -169,3 +169,9 @@ def test_two_columns_under_classify_and_underscored_labels(tmp_path):
                     "When do you open on Sunday?\tOpening Hours\n")
     d = load_dataset(path, load_task("classify", ["make_reservation", "opening_hours"]))
     assert d.label_col == "Intent" and list(d.frame["gold"]) == ["make_reservation", "opening_hours"]
+
+
+def test_a_semicolon_separated_csv_says_so(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("Headline;Label\nStocks fall again;finance\nTeam wins the cup;sports\n")
+    bad(path, "is it separated by ';'")

@@ -198,6 +198,11 @@ def _pick(frame, given, what, name, names, notes, task=None, exclude=None, label
         (only,) = lower.values()
         notes.append(f"label column: {only!r} (the only other column; --label-col sets it)")
         return only
+    if len(columns) == 1:  # one column: most likely a separator the reader did not expect
+        seps = [f"{sep!r}" for sep in (";", "\t", "|", ",") if sep in columns[0]]
+        if seps:
+            raise DataError(f"{name} reads as a single column {columns[0]!r}: is it separated by "
+                            f"{seps[0]}? Save it with commas (.csv) or tabs (.tsv)")
     raise DataError(f"cannot tell which column of {name} holds the {what}; columns: "
                     f"{', '.join(columns)}; pass --{what}-col")
 
