@@ -226,3 +226,13 @@ def test_flip_leaves_out_samples_naming_no_label_and_distinct_shows_its_sums():
     overall = distinct(check, answers)[0]
     assert overall.value == pytest.approx((3 + 2) / (3 + 3))
     assert overall.basis == "7 distinct of 8 samples over 2 prompts: (7 - 2) / (8 - 2)"
+
+
+def test_too_few_samples_for_a_comparing_measure_are_raised_and_said(smollm2, tmp_path):
+    path = tmp_path / "flip.yaml"
+    path.write_text("name: flip\nsettings: {temperature: 0.9, max_new_tokens: 4}\nchecks:\n"
+                    "  - name: f\n    measure: flip\n    judge: {type: label, labels: [yes, no]}\n"
+                    "    items: ['Is the sky blue? Answer yes or no.']\n")
+    run = run_suite(smollm2, load_suite(str(path)), samples=1)
+    assert len(run.records) == 2
+    assert all("2 samples per prompt, not 1" in f.note for f in run.figures)

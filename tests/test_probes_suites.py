@@ -50,8 +50,8 @@ def test_templates_render_item_fields_for_chat_and_base_models():
 
 def test_greedy_checks_ask_once_and_reproduce_checks_at_least_twice():
     nd = load_suite("nondeterminism")
-    # distinct (2 prompts), greedy and seeded (1 each) take at least 2 samples; label-flip (3) takes 1
-    assert count_generations(nd, samples=1) == 2 * 2 + 3 * 1 + 2 + 2
+    # distinct (2 prompts), label-flip (3), greedy and seeded (1 each) compare samples: at least 2
+    assert count_generations(nd, samples=1) == 2 * 2 + 3 * 2 + 2 + 2
     assert count_generations(nd, samples=3) == 2 * 3 + 3 * 3 + 3 + 3
     reasoning = load_suite("reasoning")  # greedy: --samples does not multiply it
     assert count_generations(reasoning, samples=5) == count_generations(reasoning, samples=1) == 12
@@ -137,6 +137,13 @@ def test_an_unknown_suite_suggests_the_closest_and_lists_all():
     message = str(exc.value)
     assert "did you mean 'hallucination'?" in message
     assert all(name in message for name in builtin_suites())
+
+
+def test_a_judge_on_a_measure_that_uses_none_is_refused(tmp_path):
+    text = ("name: x\nchecks:\n  - name: d\n    measure: distinct\n    judge: reference\n"
+            "    items: [{prompt: hi, reference: x}]\n")
+    with pytest.raises(SuiteError, match="line 5: check 'd'.*uses no judge"):
+        load_suite(str(write(tmp_path, text)))
 
 
 def test_yes_and_no_stay_words(tmp_path):

@@ -69,9 +69,12 @@ def check_positive(name: str, value: int | None) -> None:
         raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
+COMPARING = ("distinct", "reproduce", "flip")  # measures that compare samples of one prompt
+
+
 def samples_for(check: Check, suite: Suite, samples: int | None) -> int:
     n = check.samples or samples or suite.samples
-    if check.measure in ("distinct", "reproduce"):
+    if check.measure in COMPARING:
         return max(n, 2)
     return 1 if check.settings.greedy else n
 
@@ -106,7 +109,13 @@ def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | N
             config = config.replace(max_new_tokens=min(config.max_new_tokens, max_new_tokens))
         these = _run_check(model, check, items, n, config, chat, judge, len(records), progress)
         records += these
-        figures += _figures(check, judge, these)
+        found = _figures(check, judge, these)
+        asked = check.samples or samples or suite.samples
+        if check.measure in COMPARING and n > asked:  # said, not done silently
+            for f in found:
+                f.note = "; ".join(x for x in (f.note, f"{n} samples per prompt, not {asked}: the "
+                                               f"{check.measure} measure compares samples") if x)
+        figures += found
     return ProbeRun(
         suite=suite, model=f"{model.backend}/{model.info.name}", model_info=_info(model),
         records=records, figures=figures,

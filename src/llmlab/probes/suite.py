@@ -163,6 +163,9 @@ def _parse_check(cd, index: int, suite: LineDict, suite_settings: dict, where: _
     need = MEASURES[measure]
     if need and judge is None:
         raise where.error(cd.line, f"{label}: the {measure} measure needs a 'judge'")
+    if not need and judge is not None:
+        raise where.error(cd.line_of("judge"), f"{label}: the {measure} measure compares the answers "
+                          "themselves and uses no judge; remove 'judge' (or use measure share)")
     if need == "correct" and "correct" not in judge.verdicts:
         raise where.error(cd.line_of("judge"), f"{label}: the accuracy measure needs a judge with a "
                           f"'correct' verdict (reference or number), not {judge.type}")
