@@ -11,7 +11,8 @@ cut at the end of its first line by default), since a base model does not follow
 
 How many samples: a check may pin its own; otherwise ``samples`` given to the run; otherwise the
 suite's default. A greedy check asks each prompt once, because greedy decoding repeats itself --
-except the ``distinct`` and ``reproduce`` measures, which exist to test that and take at least two.
+except the ``distinct``, ``reproduce`` and ``flip`` measures, which compare samples and take at least
+two (a figure's note says when more were taken than asked).
 A generation that fails (e.g. a prompt longer than the context window) is recorded with its error
 and left out of the figures; the run goes on.
 """
