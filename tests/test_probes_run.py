@@ -236,3 +236,20 @@ def test_too_few_samples_for_a_comparing_measure_are_raised_and_said(smollm2, tm
     run = run_suite(smollm2, load_suite(str(path)), samples=1)
     assert len(run.records) == 2
     assert all("2 samples per prompt, not 1" in f.note for f in run.figures)
+
+
+def test_items_without_a_group_are_their_own_group():
+    from types import SimpleNamespace
+
+    from llmlab.probes.measures import Record, accuracy
+
+    def rec(i, group, verdict):
+        return Record(id=i, check="c", item=f"i{i}", sample=1, prompt="p", input="p", answer="a",
+                      verdict=verdict, group=group)
+
+    records = [rec(1, "north", "correct"), rec(2, "south", "incorrect"), rec(3, None, "correct")]
+    figures = accuracy(SimpleNamespace(name="c"), records)
+    by_group = {f.group: f.value for f in figures if f.name == "accuracy"}
+    assert by_group == {None: pytest.approx(2 / 3), "north": 1.0, "south": 0.0, "(no group)": 1.0}
+    gap = next(f for f in figures if f.name == "accuracy gap")
+    assert gap.value == 1.0 and gap.note == "north minus south"

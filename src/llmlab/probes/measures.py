@@ -78,6 +78,14 @@ def _share(check: str, name: str, hits: list, pool: list, unit: str, **kw) -> Fi
                   [r.id for r in pool], **kw)
 
 
+NO_GROUP = "(no group)"
+
+
+def _groups(records: list[Record]) -> dict:
+    """Records by group, items without one under ``(no group)`` when others have one."""
+    return _by(records, lambda r: r.group if r.group is not None else NO_GROUP)
+
+
 def _by(records: list[Record], key) -> dict:
     out: dict = {}
     for r in records:
@@ -90,7 +98,7 @@ def share(check, records: list[Record]) -> list[Figure]:
     order = list(check.judge.verdicts) + sorted({r.verdict for r in judged} - set(check.judge.verdicts))
     figures = [_share(check.name, v, [r for r in judged if r.verdict == v], judged, "answers",
                       headline=v in check.headline) for v in order]
-    groups = _by(judged, lambda r: r.group)
+    groups = _groups(judged)
     if len(groups) > 1:  # per group for the headline verdicts, e.g. fabricated per kind of entity
         for g, rs in groups.items():
             for v in check.headline:
@@ -103,11 +111,13 @@ def accuracy(check, records: list[Record]) -> list[Figure]:
     judged = [r for r in records if r.verdict is not None]
     figures = [_share(check.name, "accuracy", [r for r in judged if r.verdict == "correct"], judged,
                       "answers", headline=True)]
-    groups = _by(judged, lambda r: r.group)
-    if len(groups) > 1 and None not in groups:
-        per = [_share(check.name, "accuracy", [r for r in rs if r.verdict == "correct"], rs, "answers",
-                      group=g) for g, rs in groups.items()]
-        figures += per
+    groups, per = _groups(judged), []
+    if len(groups) > 1:
+        every = [_share(check.name, "accuracy", [r for r in rs if r.verdict == "correct"], rs, "answers",
+                        group=g) for g, rs in groups.items()]
+        figures += every
+        per = [f for f in every if f.group != NO_GROUP]  # the gap is between the groups the suite names
+    if len(per) >= 2:
         if len(per) == 2:  # counterfactual pairs: signed, first group (as listed in the suite) minus second
             a, b = per
             note = f"{a.group} minus {b.group}"
