@@ -119,6 +119,7 @@ def test_bad_options_fail_before_any_process_starts():
     (["--repeats", "0"], "--repeats must be a whole number >= 1"),
     (["--threads", "0"], "--threads must be a whole number >= 1"),
     (["-m", "smolm2"], "did you mean 'smollm2'"),
+    (["--prompt-lengths", "100000", "--repeats", "1"], "use shorter --prompt-lengths or fewer --new-tokens"),
 ])
 def test_cli_bad_input_is_one_clear_line(tmp_path, args, message):
     r = llmlab("bench", *args, db=tmp_path / "db.sqlite")

@@ -235,8 +235,15 @@ def _worker(argv: list[str]) -> int:
     from .errors import LlmlabError
 
     args = json.loads(argv[argv.index("--worker") + 1])
+    from .errors import ContextOverflowError
+
     try:
         result = measure(args["model"], args["lengths"], args["new_tokens"], args.get("options"))
+    except ContextOverflowError as exc:
+        print(json.dumps({"error": f"a prompt of {max(args['lengths'])} tokens and {args['new_tokens']} new "
+                                   f"tokens do not fit its context window ({exc.context_length} tokens); use "
+                                   "shorter --prompt-lengths or fewer --new-tokens"}))
+        return 1
     except LlmlabError as exc:
         print(json.dumps({"error": str(exc)}))
         return 1
