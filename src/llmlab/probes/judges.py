@@ -375,7 +375,9 @@ def make_judge(spec) -> Judge | None:
     for name in options:
         if name not in params:
             takes = ", ".join(params) or "no options"
-            raise JudgeSpecError(f"the {kind} judge takes {takes} (and llm_instructions); got {name!r}")
+            close = difflib.get_close_matches(str(name), params, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise JudgeSpecError(f"the {kind} judge takes {takes} (and llm_instructions); got {name!r}{hint}")
     for name, p in params.items():
         if p.default is inspect.Parameter.empty and name not in options:
             raise JudgeSpecError(f"the {kind} judge needs {name!r}")
