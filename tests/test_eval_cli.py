@@ -54,6 +54,8 @@ def test_the_main_job_on_the_example_file(tmp_path):
     ([EXAMPLES, "--strategy", "zero-shoot"], "did you mean 'zero-shot'"),
     ([EXAMPLES, "--repeats", "3"], "--repeats needs sampling"),
     ([EXAMPLES, "--label-map", "oops"], "--label-map wants VALUE=LABEL"),
+    ([EXAMPLES, "--limit", "0"], "--limit must be a whole number >= 1"),
+    ([EXAMPLES, "--threads", "0"], "--threads must be a whole number >= 1"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     r = llmlab("eval", *args, home=tmp_path)
