@@ -157,6 +157,19 @@ async def generation(models: ServedModels, name: str | None, prompt, config: Gen
     return served, chained()
 
 
+async def collect(events, items: list | None = None):
+    """A whole (non-streamed) answer from a generation's events: (text, log-probabilities, response)."""
+    pieces, items, response = [], list(items or []), None
+    async for kind, value in events:
+        if kind == "piece":
+            pieces.append(value[0])
+            items += value[1]
+        elif kind == "done":
+            response, rest = value
+            items += rest
+    return "".join(pieces), items, response
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

@@ -19,7 +19,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
 from ..chat import Message
-from .common import ApiError, api_error, as_message, budget, call, generation, logprob_entry, make_config
+from .common import (
+    ApiError,
+    api_error,
+    as_message,
+    budget,
+    call,
+    collect,
+    generation,
+    logprob_entry,
+    make_config,
+)
 from .openai_api import embed
 
 router = APIRouter(prefix="/api")
@@ -135,15 +145,8 @@ async def _run(req: _Request, request: Request, prompt, key: str):
                 yield (json.dumps({"error": api_error(exc).message}) + "\n").encode()
 
         return StreamingResponse(body(), media_type="application/x-ndjson")
-    texts, items, response = [], [], None
-    async for kind, value in events:
-        if kind == "piece":
-            texts.append(value[0])
-            items += value[1]
-        elif kind == "done":
-            response, rest = value
-            items += rest
-    return {**line("".join(texts), items), **_stats(response)}
+    text, items, response = await collect(events)
+    return {**line(text, items), **_stats(response)}
 
 
 def _loaded(req: _Request, key: str) -> dict:

@@ -24,6 +24,7 @@ from .common import (
     as_message,
     budget,
     call,
+    collect,
     finish_reason,
     generation,
     logprob_entry,
@@ -172,16 +173,9 @@ async def chat_completions(req: ChatRequest, request: Request):
 
         return _stream(events, lambda text, items: chunk({"content": text}, None, lp(items)), final,
                        include_usage, head=chunk({"role": "assistant", "content": ""}))
-    pieces, items, response = [], [], None
-    async for kind, value in events:
-        if kind == "piece":
-            pieces.append(value[0])
-            items += value[1]
-        elif kind == "done":
-            response, rest = value
-            items += rest
+    text, items, response = await collect(events)
     return {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(pieces)},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": lp(items), "finish_reason": finish_reason(response.finish_reason)}],
             "usage": _usage(response)}
 
@@ -234,15 +228,8 @@ async def completions(req: CompletionRequest, request: Request):
 
         head = chunk(head_text, echoed) if req.echo else None
         return _stream(events, chunk, final, bool((req.stream_options or {}).get("include_usage")), head)
-    pieces, items, response = [], list(echoed), None
-    async for kind, value in events:
-        if kind == "piece":
-            pieces.append(value[0])
-            items += value[1]
-        elif kind == "done":
-            response, rest = value
-            items += rest
-    return _completion_body(rid, created, req, prompt, head_text + "".join(pieces), items,
+    text, items, response = await collect(events, echoed)
+    return _completion_body(rid, created, req, prompt, head_text + text, items,
                             finish_reason(response.finish_reason), _usage(response))
 
 
