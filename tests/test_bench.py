@@ -26,7 +26,8 @@ def cli_run(tmp_path_factory):
     """One real run, as a user types it: two models, two prompt lengths, two repeats."""
     out = tmp_path_factory.mktemp("bench") / "out"
     r = llmlab("bench", "-m", "smollm2", "-m", "gemma3-270m", "--prompt-lengths", ",".join(map(str, LENGTHS)),
-               "--repeats", "2", "--new-tokens", "6", "--out", str(out), db=out.parent / "db.sqlite")
+               "--repeats", "2", "--new-tokens", "6", "--threads", "1", "--out", str(out),
+               db=out.parent / "db.sqlite")
     assert r.returncode == 0, r.stderr
     return r, out, json.loads((out / "results.json").read_text())
 
@@ -38,6 +39,10 @@ def test_cli_prints_a_table_and_writes_results_and_chart(cli_run):
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "bench.png"}
     assert data["settings"]["lengths"] == LENGTHS and data["settings"]["repeats"] == 2
     assert (out / "results.csv").read_text().count("\n") == 1 + 2 * len(LENGTHS)  # header + model x length
+    # which CPU path llama.cpp took is said and recorded; --threads reached every llama.cpp context
+    assert "extra buffer types" in r.stderr and "llama.cpp" in r.stderr
+    assert data["settings"]["machine"]["llama_cpp"]["llama_cpp"]
+    assert all(run["runtime"]["n_threads"] == 1 for run in data["runs"])
 
 
 def test_each_model_and_repeat_runs_in_its_own_process(cli_run):

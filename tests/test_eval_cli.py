@@ -29,18 +29,36 @@ def test_list_tasks(tmp_path):
         assert word in r.stdout
 
 
+def readme_main_job() -> list[str]:
+    """The arguments of the README's first command after ``llmlab``: the main job, as users run it."""
+    import shlex
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    first = next(line for line in readme.splitlines() if "/llmlab eval " in line)
+    args = shlex.split(first.split(".venv/bin/llmlab ", 1)[1])
+    return [str(EXAMPLES) if a == "examples/reviews.csv" else a for a in args]
+
+
 def test_the_main_job_on_the_example_file(tmp_path):
+    args = readme_main_job()
+    assert args[:2] == ["eval", str(EXAMPLES)] and "--baseline" in args and args.count("--recipe") == 2
+    args[args.index("--out") + 1] = str(tmp_path / "out")
     out = tmp_path / "out"
-    r = llmlab("eval", EXAMPLES, "--task", "sentiment", "-m", "smollm2", "--method", "score",
-               "--method", "generate", "--limit", "6", "--n-ctx", "2048", "--out", out, home=tmp_path)
+    r = llmlab(*args, "--limit", "30", home=tmp_path)  # the whole file is README figures' business
     assert r.returncode == 0, r.stderr
     assert "accuracy" in r.stdout and "McNemar" in r.stdout and "precision" in r.stdout
     preds = pd.read_csv(out / "predictions.csv", keep_default_na=False)
     assert {"id", "text", "gold", "pred", "raw", "method", "model"} <= set(preds.columns)
-    assert len(preds) == 12 and set(preds["method"]) == {"score", "generate"}
     report = json.loads((out / "report.json").read_text())
-    assert report["dataset"]["rows"] == 6 and len(report["systems"]) == 2
-    assert report["dataset"]["gold_counts"] == {"positive": 6}
+    # exactly the recipes named: the lesson's, llmlab's best, and the supervised baseline
+    assert [(t["strategy"], t["method"]) for t in report["table"]] == [
+        ("zero-shot", "generate"), ("good-bad-mixed", "batch-calibrate"), ("-", "supervised")]
+    assert len(preds) == 3 * 30 and report["dataset"]["rows"] == 30
+    assert sum(report["dataset"]["gold_counts"].values()) == 30 and len(report["dataset"]["gold_counts"]) == 3
+    # the closing paragraph reads the table: the best system and a test against each other one
+    reading = report["reading"]
+    assert reading.startswith(f"Best: {report['best']}") and reading.count("p = ") == 2
+    assert "significant" in reading and " ".join(reading.split()[:3]) in " ".join(r.stdout.split())
     assert (out / "report.md").read_text().startswith("# sentiment on reviews.csv")
     assert (out / "confusion.png").stat().st_size > 5000
 
@@ -56,6 +74,10 @@ def test_the_main_job_on_the_example_file(tmp_path):
     ([EXAMPLES, "--label-map", "oops"], "--label-map wants VALUE=LABEL"),
     ([EXAMPLES, "--limit", "0"], "--limit must be a whole number >= 1"),
     ([EXAMPLES, "--threads", "0"], "--threads must be a whole number >= 1"),
+    ([EXAMPLES, "--recipe", "few-shot"], "a recipe is STRATEGY:METHOD"),
+    ([EXAMPLES, "--recipe", "few-shot:guess"], "unknown method 'guess'"),
+    ([EXAMPLES, "--recipe", "fewshot:score"], "did you mean 'few-shot'"),
+    ([EXAMPLES, "--recipe", "few-shot:score", "--method", "score"], "not both"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     r = llmlab("eval", *args, home=tmp_path)

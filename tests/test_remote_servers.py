@@ -1,6 +1,6 @@
 """llmlab's ``openai/`` backend against a third-party server: llama-cpp-python's own OpenAI-compatible
-server (``python -m llama_cpp.server``) on the bundled SmolLM2, started once with an API key; and
-clear errors for an unreachable server."""
+server (``python -m llama_cpp.server``, under llmlab's safe weight layout) on the bundled SmolLM2,
+started once with an API key; and clear errors for an unreachable server."""
 
 from __future__ import annotations
 
@@ -19,13 +19,18 @@ from llmlab.models.registry import BUNDLED
 from llmlab.serve.process import ServerProcess, free_port
 
 KEY = "third-party-key"
+# llama-cpp-python's server has no option to turn off weight repacking (llama.cpp's own llama-server
+# has --no-repack), so it runs under llmlab's load-time setting: on a CPU with AMX it would segfault.
+# The server's code is untouched; only llama_model_default_params() is wrapped while it runs.
+SAFE_SERVER = ("import runpy\nfrom llmlab.models.cpu import llama_params\nwith llama_params():\n"
+               "    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
 QUESTION = "Where is Groningen located?"
 
 
 @pytest.fixture(scope="module")
 def llama_cpp_server(tmp_path_factory):
     port = free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(BUNDLED["smollm2"].path()),
+    command = [sys.executable, "-c", SAFE_SERVER, "--model", str(BUNDLED["smollm2"].path()),
                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
                "--api_key", KEY, "--verbose", "false"]
     log = tmp_path_factory.mktemp("llama_cpp_server") / "server.log"
@@ -109,4 +114,4 @@ def test_cli_takes_the_server_and_key_from_flags(llama_cpp_server, smollm2, tmp_
     no_key = llmlab(*args, "--base-url", llama_cpp_server)
     assert no_key.returncode != 0 and "401" in no_key.stderr and len(no_key.stderr.splitlines()) == 1
     local = llmlab("prompt", "Hi", "-m", "smollm2", "--base-url", llama_cpp_server)
-    assert local.returncode != 0 and "--base-url and --api-key are for ollama/ and openai/" in local.stderr
+    assert local.returncode != 0 and "--base-url does not apply to llamacpp/ models" in local.stderr

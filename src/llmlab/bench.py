@@ -85,13 +85,11 @@ def parse_lengths(text: str) -> list[int]:
 def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_tokens: int = 32,
               n_ctx: int | None = None, threads: int | None = None,
               progress: Callable[[str], None] | None = None) -> BenchResult:
-    from .models.registry import resolve
+    from .models.registry import check_options, load_options, resolve
 
     if not models:
         raise ConfigError("name at least one model to benchmark")
-    for name, value in (("--repeats", repeats), ("--new-tokens", new_tokens), ("--threads", threads)):
-        if name == "--threads" and value is None:
-            continue
+    for name, value in (("--repeats", repeats), ("--new-tokens", new_tokens)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
     if not lengths or any(not isinstance(n, int) or n < 1 for n in lengths):
@@ -99,8 +97,10 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
     if n_ctx is not None and max(lengths) + new_tokens > n_ctx:
         raise ConfigError(f"the longest prompt ({max(lengths)}) + {new_tokens} new tokens does not fit "
                           f"--n-ctx {n_ctx}")
+    options = load_options(n_ctx=n_ctx, threads=threads)
     for name in models:
-        resolve(name)  # an unknown model fails here, before any subprocess starts
+        resolve(name)  # an unknown model or a bad option fails here, before any subprocess starts
+        check_options(name, options)
     settings = {"models": list(models), "lengths": list(lengths), "repeats": repeats,
                 "new_tokens": new_tokens, "n_ctx": n_ctx, "threads": threads, "machine": _machine()}
     runs = []
@@ -108,7 +108,7 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
         for name in models:
             if progress:
                 progress(f"{name}: repeat {rep + 1} of {repeats}")
-            run = _spawn(name, lengths, new_tokens, {"n_ctx": n_ctx, "n_threads": threads})
+            run = _spawn(name, lengths, new_tokens, options)
             run["repeat"] = rep + 1
             runs.append(run)
     return BenchResult(settings, runs, summarize(runs))
@@ -138,7 +138,6 @@ def summarize(runs: list[dict]) -> list[dict]:
 def _spawn(name: str, lengths: list[int], new_tokens: int, options: dict) -> dict:
     import psutil
 
-    options = {k: v for k, v in options.items() if v}  # unset: the backend's own default
     args = json.dumps({"model": name, "lengths": lengths, "new_tokens": new_tokens, "options": options})
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as errs:
         # files, not pipes: a chatty child can never block on a full pipe while we sample it
@@ -178,9 +177,16 @@ def _machine() -> dict:
 
     import psutil
 
-    return {"platform": platform.platform(), "python": platform.python_version(),
-            "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
-            "memory_total": psutil.virtual_memory().total}
+    machine = {"platform": platform.platform(), "python": platform.python_version(),
+               "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
+               "memory_total": psutil.virtual_memory().total}
+    try:
+        from .models.cpu import cpu_path, describe
+
+        machine["llama_cpp"] = {**cpu_path().to_dict(), "summary": describe()}
+    except ImportError:  # no llama-cpp-python: only other backends are measured
+        pass
+    return machine
 
 
 # --- the child side ----------------------------------------------------------------------------
@@ -225,7 +231,8 @@ def measure(name: str, lengths: list[int], new_tokens: int, options: dict | None
     # ru_maxrss is in kilobytes on Linux (bytes on macOS)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return {"model": f"{model.backend}/{model.info.name}", "backend": model.backend, "name": name,
-            "lengths": lengths, "load_s": model.load_seconds, "rss_before_load": rss_before,
+            "lengths": lengths, "load_s": model.load_seconds, "runtime": model.runtime,
+            "rss_before_load": rss_before,
             "rss_after_load": rss_loaded, "maxrss_kernel": maxrss, "measurements": rows,
             "info": {"parameters": model.info.parameters, "quantization": model.info.quantization,
                      "file_size": model.info.file_size, "context_length": model.info.context_length}}

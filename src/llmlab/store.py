@@ -144,6 +144,13 @@ def m010_probe_runs(db: sqlite3.Connection) -> None:
             PRIMARY KEY (run_id, record)
         )""")
 
+
+@migration
+def m011_calls_runtime(db: sqlite3.Connection) -> None:
+    # how the model was loaded (context window, threads, llama.cpp's weight layout): what shapes
+    # speed, and for a sliding-window or repacked model sometimes the output too
+    db.execute("ALTER TABLE calls ADD COLUMN runtime TEXT")
+
 class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
@@ -201,6 +208,7 @@ class Store:
             "prefill_tps": t.prefill_tps, "decode_tps": t.decode_tps, "total_s": t.total_s,
             "finish_reason": r.finish_reason, "interrupted": int(r.interrupted), "error": r.error,
             "dropped_messages": r.dropped_messages,
+            "runtime": json.dumps(r.model.runtime) if getattr(r.model, "runtime", None) else None,
         }
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))
@@ -224,6 +232,7 @@ class Store:
             d = dict(row)
             d["settings"] = json.loads(d["settings"])
             d["messages"] = json.loads(d["messages"]) if d["messages"] else None
+            d["runtime"] = json.loads(d["runtime"]) if d.get("runtime") else None
             d["interrupted"] = bool(d["interrupted"])
             out.append(d)
         return out

@@ -48,6 +48,8 @@ def bench(
         result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,
                            progress=lambda msg: status.update(f"benchmarking {msg} (fresh process)"))
     console.print(table(result))
+    if "llama_cpp" in result.settings["machine"]:
+        err(result.settings["machine"]["llama_cpp"]["summary"])
     out = out or data_dir() / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")

@@ -29,6 +29,9 @@ def eval_command(
     strategy: Annotated[Repeatable, typer.Option(
         "--strategy", "-s", help="zero-shot | few-shot | role | chain-of-thought | structured | all "
         "(repeatable; default: the task's default)")] = None,
+    recipe: Annotated[Repeatable, typer.Option(
+        "--recipe", "-r", help="STRATEGY:METHOD, e.g. few-shot:batch-calibrate (repeatable; instead of "
+        "every --strategy x --method)")] = None,
     labels: Annotated[str | None, typer.Option(
         "--labels", help="comma-separated label set (for --task classify)")] = None,
     text_col: Annotated[str | None, typer.Option("--text-col", help="column with the text")] = None,
@@ -66,16 +69,18 @@ def eval_command(
         raise typer.Exit(2)
     from ..errors import ConfigError
     from ..evals.api import evaluate
+    from ..models.registry import load_options
     from ..tasks import load_task
 
-    for flag, value in (("--threads", threads), ("--limit", limit), ("--n-ctx", n_ctx)):
-        if value is not None and value < 1:
-            raise ConfigError(f"{flag} must be a whole number >= 1, got {value}")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit must be a whole number >= 1, got {limit}")
     generation = {k: v for k, v in (("temperature", temperature), ("seed", seed),
                                     ("max_new_tokens", max_new_tokens)) if v is not None}
     if repeats > 1 and not temperature:
         raise ConfigError("--repeats needs sampling: add --temperature (e.g. 0.7); "
                           "greedy runs repeat exactly")
+    if recipe and (strategy or method):
+        raise ConfigError("give --recipe STRATEGY:METHOD pairs, or --strategy and --method, not both")
     strategies = strategy or None
     if strategies and "all" in strategies:
         strategies = list(load_task(task).strategies)
@@ -85,8 +90,8 @@ def eval_command(
             strategies=strategies, labels=_split(labels),
             columns={"text": text_col, "label": label_col, "id": id_col},
             label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
-            limit=limit, fresh=fresh, progress=True, out=out,
-            model_options={k: v for k, v in (("n_ctx", n_ctx), ("n_threads", threads)) if v} or None)
+            limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe,
+            model_options=load_options(n_ctx=n_ctx, threads=threads))
     except KeyboardInterrupt:
         err("interrupted: finished items are stored; run the same command again to resume")
         raise typer.Exit(130) from None

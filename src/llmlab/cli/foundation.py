@@ -37,22 +37,10 @@ def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalt
 
 def _load(model: str, n_ctx: int | None = None, log: bool = True, base_url: str | None = None,
           api_key: str | None = None, threads: int | None = None):
-    from ..errors import ConfigError
-    from ..models.registry import load_model, resolve
+    from ..models.registry import load_model, load_options
 
-    options = {"n_ctx": n_ctx} if n_ctx else {}
-    backend = resolve(model)[0]
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be a whole number >= 1, got {threads}")
-        if backend not in ("llamacpp", "hf"):
-            raise ConfigError(f"--threads is for local models, not {backend}/ ones")
-        options["n_threads"] = threads
-    if base_url or api_key:
-        if backend not in ("ollama", "openai"):
-            raise ConfigError(f"--base-url and --api-key are for ollama/ and openai/ models, not {backend}")
-        options.update({k: v for k, v in (("base_url", base_url), ("api_key", api_key)) if v})
-    return load_model(model, log=log, **options)
+    return load_model(model, log=log, **load_options(n_ctx=n_ctx, threads=threads, base_url=base_url,
+                                                      api_key=api_key))
 
 
 def _human_bytes(n: float | None) -> str:
@@ -148,6 +136,10 @@ def model_card(name: str) -> dict:
                             (("fp32", 4), ("fp16", 2), ("int8", 1), ("int4", 0.5))}
     card["has_chat_template"] = bool(info.chat_template)
     card["openness"] = openness(info.license)
+    if backend == "llamacpp":
+        from ..models.cpu import cpu_path, describe
+
+        card["cpu_path"] = {**cpu_path().to_dict(), "summary": describe()}
     return card
 
 
@@ -177,6 +169,8 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
     t.add_row("chat template", "yes" if card["has_chat_template"] else "no (use plain prompts)")
     for k, v in card["memory_bytes"].items():
         t.add_row(f"weights at {k}", _human_bytes(v))
+    if "cpu_path" in card:
+        t.add_row("CPU path", card["cpu_path"]["summary"])
     Console().print(t)
     if template and card["chat_template"]:
         print(card["chat_template"])
@@ -233,11 +227,8 @@ def prompt(
         text = sys.stdin.read()
     check_prompt(text)
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
-    m = _load(model, n_ctx, base_url=base_url, api_key=api_key)
-    # a remote server applies its own chat template, so its models chat unless known to be base models
-    chats = m.info.instruct and m.info.chat_template or (m.backend in ("ollama", "openai")
-                                                         and m.info.instruct is not False)
-    use_chat = (not raw) if raw is not None else bool(chats)
+    m = _load(model, n_ctx, base_url=base_url, api_key=api_key, threads=threads)
+    use_chat = (not raw) if raw is not None else m.chats
     if system and not use_chat:
         err("error: --system needs the chat template; drop --raw")
         raise typer.Exit(1)

@@ -67,4 +67,5 @@ from . import eval_cmd  # noqa: E402,F401,I001
 from . import serve_cmd  # noqa: E402,F401,I001
 from . import probe_cmd  # noqa: E402,F401,I001
 from . import bench_cmd  # noqa: E402,F401,I001
+from . import doctor_cmd  # noqa: E402,F401,I001
 # (each feature adds its command module here)

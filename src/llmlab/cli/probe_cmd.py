@@ -57,14 +57,14 @@ def probe(
     check_positive("--samples", samples)
     check_positive("--limit", limit)
     check_positive("--max-new-tokens", max_new_tokens)
-    check_positive("--threads", threads)
     suites = [load_suite(s) for s in (suite or builtin_suites())]
     models = model or ["smollm2"]
-    from ..models.registry import resolve
+    from ..models.registry import check_options, load_options, resolve
 
+    options = load_options(n_ctx=n_ctx, threads=threads)
     for name in models + ([judge] if judge else []):
-        resolve(name)  # an unknown model fails here, before anything loads
-    options = {k: v for k, v in (("n_ctx", n_ctx), ("n_threads", threads)) if v}
+        resolve(name)  # an unknown model or a bad option fails here, before anything loads
+        check_options(name, options)
     runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples)
     if out is not None:
         from ..probes.report import write_outputs

@@ -46,7 +46,8 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         "--api-key", help="require Authorization: Bearer KEY (default: $LLMLAB_API_KEY, else none)")] = None,
     parallel: Annotated[int, typer.Option(help="requests decoded together per GGUF model")] = 4,
-    n_ctx: Annotated[int, typer.Option("--n-ctx", help="context window of each request")] = 4096,
+    n_ctx: Annotated[int | None, typer.Option(
+        "--n-ctx", help="context window of each request (default 4096 for a GGUF model)")] = None,
     queue_size: Annotated[int, typer.Option(help="requests that may wait per model before 503")] = 64,
     threads: Annotated[int | None, typer.Option(
         help="llama.cpp threads per GGUF model (default: every core but one)")] = None,
@@ -56,7 +57,7 @@ def serve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no access log")] = False,
 ):
     """Serve local models over HTTP: OpenAI-compatible /v1 and Ollama-compatible /api."""
-    for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1), ("--n-ctx", n_ctx, 16),
+    for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1), ("--n-ctx", n_ctx or 16, 16),
                              ("--queue-size", queue_size, 1), ("--max-body", max_body, 1024),
                              ("--threads", threads or 1, 1)):
         if value < low or (name == "--port" and value > 65535):

@@ -29,7 +29,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
              labels: Sequence[str] | None = None, columns: dict | None = None,
              label_map: dict | None = None, generation: dict | None = None, repeats: int = 1,
              baseline: bool = False, limit: int | None = None, db=None, fresh: bool = False,
-             progress: bool = False, out=None, model_options: dict | None = None) -> EvalResult:
+             progress: bool = False, out=None, model_options: dict | None = None,
+             recipes: Sequence[tuple[str, str] | str] | None = None) -> EvalResult:
     """Evaluate models on a labelled file; see the module docstring.
 
     ``data`` is a path (CSV, TSV, JSONL, Parquet) or a DataFrame; ``columns`` maps ``text``,
@@ -37,6 +38,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     (``smollm2``, ``hf/gemma3-270m``, ``ollama/llama3.2:1b``) or loaded models; ``generation`` holds
     GenerationConfig settings for ``generate`` (greedy and the strategy's max_new_tokens otherwise);
     ``repeats`` > 1 with a temperature > 0 samples each generate system that many times.
+    ``recipes`` (``("few-shot", "batch-calibrate")`` or ``"few-shot:batch-calibrate"``) replace the
+    strategies x methods grid with exactly these pairs.
     """
     models = [models] if isinstance(models, str) or hasattr(models, "info") else list(models)
     methods = [methods] if isinstance(methods, str) else list(methods)
@@ -58,9 +61,10 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     if limit:
         dataset = dataset.head(limit)
     strategies = [strategies] if isinstance(strategies, str) else list(strategies or [spec.default_strategy])
-    for s in strategies:
+    recipes = [parse_recipe(r) for r in recipes or []]
+    for s in strategies + [s for s, _ in recipes]:
         spec.strategy(s)
-    plan(["-"], strategies, methods, repeats, generation)  # bad methods fail before any model loads
+    plan(["-"], strategies, methods, repeats, generation, recipes)  # bad methods fail before models load
     if not models and not baseline:
         raise ConfigError("nothing to evaluate: give at least one model, or the baseline")
     from ..store import Store
@@ -73,7 +77,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
             store.close()
         raise
     try:
-        systems = plan(list(loaded), strategies, methods, repeats, generation)
+        systems = plan(list(loaded), strategies, methods, repeats, generation, recipes)
         for system in systems:  # every check before any model computes
             model = loaded[system.model]
             strategy = spec.strategy(system.strategy)
@@ -103,17 +107,30 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     return result
 
 
+def parse_recipe(recipe) -> tuple[str, str]:
+    """``"few-shot:batch-calibrate"`` or a pair -> ``("few-shot", "batch-calibrate")``."""
+    if isinstance(recipe, str):
+        strategy, sep, method = recipe.partition(":")
+        if not sep or not strategy.strip() or not method.strip():
+            raise ConfigError(f"a recipe is STRATEGY:METHOD, e.g. few-shot:batch-calibrate; got {recipe!r}")
+        return strategy.strip(), method.strip()
+    strategy, method = recipe
+    return str(strategy), str(method)
+
+
 def _load_models(models, options: dict):
     """Names are loaded (and closed afterwards); loaded models are used as they are."""
-    from ..models.registry import load_model, resolve
+    from ..models.registry import check_options, load_model
 
+    for m in models:  # an option a backend does not take fails before any model loads
+        if isinstance(m, str):
+            check_options(m, options)
     loaded, owned = {}, []
     try:
         for m in models:
             if isinstance(m, str):
-                if m not in loaded:  # n_ctx and n_threads are for local models only
-                    local = resolve(m)[0] in ("llamacpp", "hf")
-                    loaded[m] = load_model(m, log=False, **(options if local else {}))
+                if m not in loaded:
+                    loaded[m] = load_model(m, log=False, **options)
                     owned.append(loaded[m])
             else:
                 loaded.setdefault(f"{m.backend}/{m.info.name}", m)

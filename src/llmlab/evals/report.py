@@ -18,6 +18,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from . import metrics
+from .baseline import NAME as BASELINE
 from .runner import SystemRun
 
 TABLE_COLUMNS = ["system", "model", "strategy", "method", "n", "accuracy", "accuracy_low",
@@ -124,6 +125,35 @@ class EvalResult:
         return max(self.metrics, key=lambda n: (self.metrics[n]["accuracy"], self.metrics[n]["macro_f1"],
                                                 once.get(n, True)))
 
+    def reading(self) -> str:
+        """One paragraph that reads the table: the best system, and whether it is significantly
+        better than each other system (exact McNemar test on the items where the two disagree)."""
+        best = self.best
+        m = self.metrics[best]
+        n = m["n"]
+        lo, hi = m["accuracy_ci"]
+        words = [f"Best: {best}, accuracy {m['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] and macro-F1 "
+                 f"{m['macro_f1']:.2f} on {n} items."]
+        others = [c for c in self.comparisons.itertuples() if best in (c.a, c.b)]
+        level = 0.05 / len(others) if len(others) > 1 else 0.05
+        for c in others:
+            other = c.b if c.a == best else c.a
+            mine, theirs = (c.only_a, c.only_b) if c.a == best else (c.only_b, c.only_a)
+            verdict = ("a significant difference" if c.p_value < level
+                       else "not a significant difference")
+            words.append(f"Against {other} ({self.metrics[other]['accuracy']:.2f}): {mine} items only the "
+                         f"best got right and {theirs} only the other, p = {c.p_value:.2g}, {verdict}.")
+        if len(others) > 1:
+            words.append(f"(With {len(others)} comparisons a difference counts as significant at "
+                         f"p < {level:.3g}, Bonferroni.)")
+        if best.startswith(BASELINE):
+            words.append("The best system is the supervised baseline, trained on the other folds of "
+                         "these labels; the prompts saw only the task's few worked examples.")
+        half = (hi - lo) / 2
+        words.append(f"With {n} items the accuracy interval is about ±{half:.2f} wide: smaller "
+                     "differences between systems are within noise.")
+        return " ".join(words)
+
     # --- the report --------------------------------------------------------------------------------
 
     @property
@@ -143,6 +173,7 @@ class EvalResult:
             "comparisons": _records(self.comparisons),
             "repeats": _records(self.repeats),
             "best": self.best,
+            "reading": self.reading(),
             "notes": self.notes,
         }
 
@@ -152,6 +183,7 @@ class EvalResult:
                  f"{len(self.dataset)} items; labels: {', '.join(self.task.labels)}. Intervals are 95% "
                  "bootstrap (BCa); p-values are exact McNemar tests.", ""]
         lines += [*(f"- {n}" for n in self.notes), ""] if self.notes else []
+        lines += [self.reading(), ""]
         lines += ["| system | accuracy [95% CI] | macro-F1 [95% CI] | unparsed | examples/s |",
                   "|---|---|---|---|---|"]
         for _, row in t.iterrows():
@@ -266,6 +298,7 @@ class EvalResult:
         console.print(_confusion_text(best["confusion"]), markup=False)
         for note in self.notes:
             console.print(f"note: {note}", markup=False)
+        console.print(f"\n{self.reading()}", markup=False)
 
 
 def _confusion_text(c: dict) -> str:

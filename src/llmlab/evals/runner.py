@@ -52,9 +52,12 @@ class SystemRun:
 
 
 def plan(models: list[str], strategies: list[str], methods: list[str], repeats: int,
-         generation: dict) -> list[System]:
-    """The systems to run; deterministic ones (score, greedy generate) run once whatever ``repeats``."""
-    for m in methods:
+         generation: dict, recipes: list[tuple[str, str]] | None = None) -> list[System]:
+    """The systems to run: each model x (every strategy x every method, or the given
+    ``(strategy, method)`` recipes); deterministic ones (score, greedy generate) run once whatever
+    ``repeats``."""
+    pairs = list(recipes) if recipes else [(s, m) for s in strategies for m in methods]
+    for _, m in pairs:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; use one of: {', '.join(METHODS)}")
     if repeats < 1:
@@ -62,10 +65,9 @@ def plan(models: list[str], strategies: list[str], methods: list[str], repeats: 
     sampled = generation.get("temperature", 0) != 0 and generation.get("do_sample", True)
     out = []
     for model in models:
-        for strategy in strategies:
-            for method in methods:
-                n = repeats if method == "generate" and sampled else 1
-                out.extend(System(model, strategy, method, r, n) for r in range(n))
+        for strategy, method in pairs:
+            n = repeats if method == "generate" and sampled else 1
+            out.extend(System(model, strategy, method, r, n) for r in range(n))
     return out
 
 

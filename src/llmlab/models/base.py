@@ -78,11 +78,15 @@ class ModelInfo:
 class Model(ABC):
     backend: str = "?"
     can_score: bool = False
+    server_templates: bool = False  # a remote server applies the chat template itself
 
     def __init__(self, info: ModelInfo):
         self.info = info
         self.load_seconds: float | None = None
         self.logger: Callable[[Response], None] | None = None  # set by load_model to log calls
+        # how this copy was loaded (context window, threads, weight layout), read back from the
+        # library where it can say; logged with every call, since it shapes speed
+        self.runtime: dict = {}
 
     # --- what a backend implements -------------------------------------------------------------
 
@@ -106,6 +110,18 @@ class Model(ABC):
         """Free the model's memory."""
 
     # --- written once ----------------------------------------------------------------------------
+
+    @property
+    def chats(self) -> bool:
+        """Whether prompts go to this model as chat messages or as raw text: decided here only.
+
+        An instruct model with a chat template chats; a base model (or one with no template)
+        completes raw text. A remote server applies its own template, so a remote model chats unless
+        it is known to be a base model. Tasks, probes, the LLM judge and ``llmlab prompt`` all ask this.
+        """
+        if self.info.instruct is False:
+            return False
+        return bool(self.info.chat_template) or self.server_templates
 
     def render(self, messages: list[Message]) -> str:
         """The prompt text a list of messages becomes under the model's chat template."""

@@ -78,6 +78,8 @@ class HFModel(Model):
         trained = info.trained_context_length
         info.context_length = n_ctx or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         super().__init__(info)
+        self.runtime = {"n_ctx": info.context_length, "n_threads": torch.get_num_threads(),
+                        "dtype": str(dtype)}
         tok = self.tokenizer
         self._bos_id = (tok.convert_tokens_to_ids(info.bos_token) if info.bos_token else tok.bos_token_id)
         if not info.extra.get("add_bos_token"):

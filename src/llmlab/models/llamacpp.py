@@ -30,10 +30,14 @@ def open_llama(path: Path, **options):
         raise MissingDependencyError("llama-cpp-python", "all") from exc
     from llama_cpp._utils import suppress_stdout_stderr
 
+    from .cpu import cpu_path, llama_params
+
+    cpu_path()  # a bad $LLMLAB_EXTRA_BUFTS is a ConfigError of its own, not a failed load
     options.setdefault("verbose", False)
     try:
-        # llama.cpp writes load chatter straight to the C stderr, past verbose=False
-        with suppress_stdout_stderr(disable=options["verbose"]):
+        # llama.cpp writes load chatter straight to the C stderr, past verbose=False; llama_params
+        # keeps the weights out of llama.cpp's crashing AMX layout (see cpu.py)
+        with suppress_stdout_stderr(disable=options["verbose"]), llama_params():
             return Llama(str(path), **options)
     except (ValueError, RuntimeError, OSError) as exc:
         raise ModelLoadError(f"llama.cpp could not load {path}: {exc}") from exc
@@ -60,6 +64,13 @@ class LlamaCppModel(Model):
         self.llm = open_llama(path, n_ctx=n_ctx, n_threads=n_threads or default_threads(),
                               n_batch=n_batch, **llama_options)
         super().__init__(describe_loaded(self.llm, path, name or path.name, self.backend))
+        import llama_cpp
+
+        from .cpu import cpu_path
+
+        self.runtime = {  # read back from llama.cpp, not what was asked
+            "n_ctx": self.llm.n_ctx(), "n_threads": int(llama_cpp.llama_n_threads(self.llm.ctx)),
+            "n_batch": self.llm.n_batch, "extra_buffer_types": cpu_path().extra_buffer_types}
         self._add_bos = bool(self.info.extra.get("add_bos_token"))
         # Reusing the KV cache of a shared prompt prefix is exact for plain attention, but with a
         # sliding-window cache (Gemma 3) llama.cpp recomputes it differently and seeded runs stop

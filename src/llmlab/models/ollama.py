@@ -66,11 +66,12 @@ class OllamaModel(RemoteModel):
     key_hint = "$OLLAMA_API_KEY"
 
     def __init__(self, model_name: str, name: str | None = None, base_url: str | None = None,
-                 api_key: str | None = None, num_ctx: int | None = None, check: bool = True,
-                 **http_options):
+                 api_key: str | None = None, n_ctx: int | None = None, num_ctx: int | None = None,
+                 check: bool = True, **http_options):
         model_name, url = split_url(model_name)
         base_url = base_url or url or env_first("LLMLAB_OLLAMA_HOST", "OLLAMA_HOST") or DEFAULT_HOST
         api_key = api_key or env_first("LLMLAB_OLLAMA_API_KEY", "OLLAMA_API_KEY")
+        num_ctx = n_ctx or num_ctx  # llmlab's name for the window, or Ollama's
         self.num_ctx = num_ctx
         info = ModelInfo(name=model_name, backend=self.backend, context_length=num_ctx)
         super().__init__(info, normalize_host(base_url), api_key, **http_options)

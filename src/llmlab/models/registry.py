@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MissingDependencyError, ModelLoadError, ModelNotFoundError
+from ..errors import ConfigError, MissingDependencyError, ModelLoadError, ModelNotFoundError
 
 DEFAULT_BACKEND = "llamacpp"
 
@@ -46,7 +46,10 @@ class Bundled:
             spec = importlib.util.find_spec(module)
             if spec is None or not spec.submodule_search_locations:
                 raise self._missing()
-            return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+            if not path.is_file():
+                raise self._missing()
+            return path
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
@@ -116,14 +119,72 @@ def backend_class(backend: str):
         raise MissingDependencyError(exc.name or backend, extra or "all") from exc
 
 
+# The load options each backend takes. Front ends (every command, the server, the Python API) pass
+# what the user set under these names and nothing else; this table alone decides what applies where.
+HTTP_OPTIONS = {"base_url", "api_key", "timeout", "connect_timeout", "retries", "backoff", "check",
+                "transport"}
+OPTIONS = {
+    "llamacpp": {"n_ctx", "n_threads", "n_batch", "verbose"},
+    "hf": {"n_ctx", "n_threads", "dtype", "verbose"},
+    "ollama": HTTP_OPTIONS | {"n_ctx", "num_ctx"},  # n_ctx is sent as Ollama's num_ctx
+    "openai": HTTP_OPTIONS | {"extra_params"},
+}
+# a local backend hands any other keyword to its library (llama_cpp.Llama, from_pretrained)
+PASSED_ON = {"llamacpp": "llama_cpp.Llama()", "hf": "transformers' from_pretrained()"}
+FLAGS = {"n_ctx": "--n-ctx", "n_threads": "--threads", "base_url": "--base-url", "api_key": "--api-key"}
+WHY_NOT = {
+    "n_ctx": "the server sets its context window",
+    "n_threads": "the server decides its own threads",
+    "base_url": "it is for ollama/ and openai/ models",
+    "api_key": "it is for ollama/ and openai/ models",
+}
+WHOLE = {"n_ctx": 1, "n_threads": 1, "n_batch": 1}  # options that are whole numbers, and their minimum
+
+
+def load_options(*, n_ctx: int | None = None, threads: int | None = None, base_url: str | None = None,
+                 api_key: str | None = None) -> dict:
+    """The load options a command line set, under the names the loader knows; unset ones left out."""
+    given = {"n_ctx": n_ctx, "n_threads": threads, "base_url": base_url, "api_key": api_key}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def check_options(name: str, options: dict) -> str:
+    """Fail in one line on an option the model's backend does not take or a bad value; the backend.
+
+    Cheap (no backend is imported), so commands call it for every model before loading any.
+
+    >>> check_options("openai/gpt-4o-mini", {"n_ctx": 2048})
+    Traceback (most recent call last):
+    ...
+    llmlab.errors.ConfigError: --n-ctx does not apply to openai/ models: the server sets its context window
+    """
+    backend = resolve_backend(name)
+    for key, value in options.items():
+        flag = FLAGS.get(key, key)
+        if key not in OPTIONS[backend] and (key in FLAGS or backend not in PASSED_ON):
+            why = WHY_NOT.get(key) or f"the {backend} backend takes {', '.join(sorted(OPTIONS[backend]))}"
+            raise ConfigError(f"{flag} does not apply to {backend}/ models: {why}")
+        low = WHOLE.get(key)
+        if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{flag} must be a whole number >= {low}, got {value!r}")
+    return backend
+
+
+def resolve_backend(name: str) -> str:
+    return split_name(name)[0]
+
+
 def load_model(name: str = "smollm2", *, log: bool = True, db: str | Path | None = None,
                **options):
-    """Load a model by name. Options go to the backend (e.g. ``n_ctx=2048`` for llamacpp).
+    """Load a model by name: the one way every command, the server and the Python API load one.
 
-    Every generation is logged to the call log (``db``, else ``$LLMLAB_DB``, else the user's data
-    directory) unless ``log=False``. The log is opened before the model loads, so a broken log
-    fails fast.
+    ``options`` are checked against what the backend takes (see ``OPTIONS``): ``n_ctx`` and
+    ``n_threads`` for local models and Ollama's context, ``base_url`` and ``api_key`` for remote
+    ones; a local backend passes any other keyword to its library. Every generation is logged to
+    the call log (``db``, else ``$LLMLAB_DB``, else the user's data directory) unless ``log=False``.
+    The log is opened before the model loads, so a broken log fails fast.
     """
+    check_options(name, options)
     store = None
     if log:
         from ..store import Store
@@ -132,7 +193,13 @@ def load_model(name: str = "smollm2", *, log: bool = True, db: str | Path | None
     backend, display, path = resolve(name)
     cls = backend_class(backend)
     start = time.perf_counter()
-    model = cls(path if path is not None else display, name=display, **options)
+    try:
+        model = cls(path if path is not None else display, name=display, **options)
+    except TypeError as exc:  # a keyword the backend's library does not know
+        if "keyword argument" not in str(exc):
+            raise
+        raise ConfigError(f"the {backend} backend could not use the options "
+                          f"{', '.join(sorted(options))}: {exc}") from exc
     model.load_seconds = time.perf_counter() - start
     if store is not None:
         model.logger = store.log_response

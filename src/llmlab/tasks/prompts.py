@@ -80,19 +80,14 @@ def plain_text(msgs: list[Message]) -> str:
     return "\n\n".join(parts) + "\nAnswer:"
 
 
-def uses_chat(model) -> bool:
-    """Instruct models with a chat template get messages; base models get plain text."""
-    return bool(model.info.chat_template) and model.info.instruct is not False
-
-
 def prompt_for(model, task: TaskSpec, strategy: Strategy, text: str):
     msgs = messages(task, strategy, text)
-    return msgs if uses_chat(model) else plain_text(msgs)
+    return msgs if model.chats else plain_text(msgs)
 
 
 def continuations(model, task: TaskSpec, strategy: Strategy) -> list[str]:
     """What ``score`` compares, one per label, in the task's label order."""
-    lead = "" if uses_chat(model) else " "  # raw text: the answer follows "Answer:" after a space
+    lead = "" if model.chats else " "  # raw text: the answer follows "Answer:" after a space
     return [lead + render(strategy.continuation, label=label) for label in task.labels]
 
 
