@@ -122,7 +122,7 @@ def test_bad_options_fail_before_any_process_starts():
 @pytest.mark.parametrize("args,message", [
     (["--prompt-lengths", "16,abc"], "--prompt-lengths must be whole numbers"),
     (["--repeats", "0"], "--repeats must be a whole number >= 1"),
-    (["--threads", "0"], "--threads must be a whole number >= 1"),
+    (["--threads", "0"], "--threads (n_threads) must be a whole number >= 1"),
     (["-m", "smolm2"], "did you mean 'smollm2'"),
     (["--prompt-lengths", "100000", "--repeats", "1"], "use shorter --prompt-lengths or fewer --new-tokens"),
 ])

@@ -73,7 +73,7 @@ def test_the_main_job_on_the_example_file(tmp_path):
     ([EXAMPLES, "--repeats", "3"], "--repeats needs sampling"),
     ([EXAMPLES, "--label-map", "oops"], "--label-map wants VALUE=LABEL"),
     ([EXAMPLES, "--limit", "0"], "--limit must be a whole number >= 1"),
-    ([EXAMPLES, "--threads", "0"], "--threads must be a whole number >= 1"),
+    ([EXAMPLES, "--threads", "0"], "--threads (n_threads) must be a whole number >= 1"),
     ([EXAMPLES, "--recipe", "few-shot"], "a recipe is STRATEGY:METHOD"),
     ([EXAMPLES, "--recipe", "few-shot:guess"], "unknown method 'guess'"),
     ([EXAMPLES, "--recipe", "fewshot:score"], "did you mean 'few-shot'"),

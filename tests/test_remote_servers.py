@@ -114,4 +114,4 @@ def test_cli_takes_the_server_and_key_from_flags(llama_cpp_server, smollm2, tmp_
     no_key = llmlab(*args, "--base-url", llama_cpp_server)
     assert no_key.returncode != 0 and "401" in no_key.stderr and len(no_key.stderr.splitlines()) == 1
     local = llmlab("prompt", "Hi", "-m", "smollm2", "--base-url", llama_cpp_server)
-    assert local.returncode != 0 and "--base-url does not apply to llamacpp/ models" in local.stderr
+    assert local.returncode != 0 and "--base-url (base_url) does not apply to llamacpp/" in local.stderr

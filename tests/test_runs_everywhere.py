@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -131,25 +132,27 @@ def test_doctor_refuses_an_unknown_component():
 # --- one loader, every command --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, says", [
-    (["prompt", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048", "hi"], "--n-ctx does not apply to openai/"),
-    (["prompt", "-m", "ollama/llama3.2:1b", "--threads", "2", "hi"], "--threads does not apply to ollama/"),
+    (["prompt", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048", "hi"],
+     "--n-ctx (n_ctx) does not apply to openai/"),
+    (["prompt", "-m", "ollama/llama3.2:1b", "--threads", "2", "hi"],
+     "--threads (n_threads) does not apply to ollama/"),
     (["prompt", "-m", "smollm2", "--base-url", "http://127.0.0.1:9", "hi"],
-     "--base-url does not apply to llamacpp/"),
-    (["chat", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx does not apply to openai/"),
-    (["chat", "-m", "hf/smollm2", "--api-key", "k"], "--api-key does not apply to hf/"),
+     "--base-url (base_url) does not apply to llamacpp/"),
+    (["chat", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx (n_ctx) does not apply to openai/"),
+    (["chat", "-m", "hf/smollm2", "--api-key", "k"], "--api-key (api_key) does not apply to hf/"),
     (["eval", "examples/reviews.csv", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"],
-     "--n-ctx does not apply to openai/"),
+     "--n-ctx (n_ctx) does not apply to openai/"),
     (["eval", "examples/reviews.csv", "-m", "smollm2", "-m", "ollama/x", "--threads", "1"],
-     "--threads does not apply to ollama/"),
-    (["probe", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx does not apply to openai/"),
+     "--threads (n_threads) does not apply to ollama/"),
+    (["probe", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx (n_ctx) does not apply to openai/"),
     (["probe", "-m", "smollm2", "--judge", "ollama/x", "--threads", "1"],
-     "--threads does not apply to ollama/"),
-    (["bench", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx does not apply to openai/"),
-    (["bench", "-m", "ollama/x", "--threads", "2"], "--threads does not apply to ollama/"),
+     "--threads (n_threads) does not apply to ollama/"),
+    (["bench", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048"], "--n-ctx (n_ctx) does not apply to openai/"),
+    (["bench", "-m", "ollama/x", "--threads", "2"], "--threads (n_threads) does not apply to ollama/"),
     (["serve", "-m", "openai/gpt-4o-mini", "--n-ctx", "2048", "--port", str(free_port())],
-     "--n-ctx does not apply to openai/"),
-    (["prompt", "--threads", "0", "hi"], "--threads must be a whole number >= 1"),
-    (["probe", "--n-ctx", "0"], "--n-ctx must be a whole number >= 1"),
+     "--n-ctx (n_ctx) does not apply to openai/"),
+    (["prompt", "--threads", "0", "hi"], "--threads (n_threads) must be a whole number >= 1"),
+    (["probe", "--n-ctx", "0"], "--n-ctx (n_ctx) must be a whole number >= 256"),
 ])
 def test_an_option_the_backend_does_not_take_is_one_line(args, says, tmp_path):
     r = llmlab(*args, db=tmp_path / "db.sqlite", stdin="")
@@ -169,7 +172,7 @@ def test_an_ollama_model_takes_n_ctx_and_an_unreachable_server_is_one_line(comma
 
 
 def test_python_api_refuses_the_same_options():
-    with pytest.raises(ConfigError, match="--n-ctx does not apply to openai/"):
+    with pytest.raises(ConfigError, match=re.escape("--n-ctx (n_ctx) does not apply to openai/")):
         check_options("openai/x", {"n_ctx": 5})
     with pytest.raises(ConfigError, match="the ollama backend takes"):
         check_options("ollama/x", {"flash": True})
@@ -186,7 +189,8 @@ def test_threads_and_context_reach_llama_cpp_from_prompt_chat_and_probe(tmp_path
     rows = json.loads(llmlab("logs", "--json", "-n", "0", db=db).stdout)
     assert len(rows) >= 3
     # read back from the llama.cpp context (llama_n_threads), not what was asked for
-    assert all(row["runtime"]["n_threads"] == 1 for row in rows), [row["runtime"] for row in rows]
+    assert all(row["runtime"]["n_threads"] == row["runtime"]["n_threads_batch"] == 1 for row in rows), \
+        [row["runtime"] for row in rows]
     assert rows[-1]["runtime"]["n_ctx"] == 512
     assert rows[0]["runtime"]["extra_buffer_types"] is cpu_path().extra_buffer_types
 
@@ -202,7 +206,7 @@ def test_eval_passes_threads_to_the_model(smollm2, tmp_path):
     finally:
         for m in owned:
             m.close()
-    with pytest.raises(ConfigError, match="--threads does not apply to openai/"):
+    with pytest.raises(ConfigError, match=re.escape("--threads (n_threads) does not apply to openai/")):
         evaluate("examples/reviews.csv", "sentiment", ["openai/x"], ["generate"], db=tmp_path / "e.db",
                  model_options={"n_threads": 1})
 

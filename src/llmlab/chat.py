@@ -33,6 +33,7 @@ class Message:
             raise PromptError(f"unknown role {self.role!r}; use one of {', '.join(ROLES)}")
         if not isinstance(self.content, str):
             raise PromptError(f"message content must be text, got {type(self.content).__name__}")
+        check_text(self.content)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -56,8 +57,19 @@ def as_messages(items: Iterable[Message | dict | tuple]) -> list[Message]:
     return out
 
 
+def check_text(text: str, what: str = "the text") -> None:
+    """Refuse a string no tokenizer can read: one holding a lone surrogate (JSON's ``"\\ud800"``,
+    bytes a terminal could not decode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PromptError(f"{what} is not valid Unicode: a lone surrogate {text[exc.start]!r} at "
+                          f"character {exc.start}") from None
+
+
 def check_prompt(prompt: str | list[Message]) -> None:
     if isinstance(prompt, str):
+        check_text(prompt, "the prompt")
         if not prompt.strip():
             raise PromptError("the prompt is empty")
         return
@@ -95,6 +107,54 @@ def render_template(template: str | None, messages: list[Message], *, bos: str =
         )
     except TemplateError as exc:
         raise PromptError(f"the model's chat template refused these messages: {exc}") from exc
+
+
+MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"  # private-use characters: never in a sentinel-free text
+
+
+def template_segments(template: str | None, messages: list[Message], *, bos: str = "", eos: str = "",
+                      add_generation_prompt: bool = True) -> list[tuple[str, bool]] | None:
+    """The rendered prompt cut into (text, is_content) pieces: the template's markup, and each
+    message's own text, which a tokenizer must read as plain text (so a message that spells
+    ``<|im_end|>`` cannot close its turn).
+
+    The template is rendered twice: with the real texts, and with a sentinel in place of each text.
+    The sentinel rendering shows where the markup ends and a message's text begins; walking the
+    real rendering along it checks that each text went in as it is or stripped (as templates that
+    ``| trim`` do). None when the template transforms texts in another way.
+
+    >>> template_segments("{% for m in messages %}<s>{{ m['content'] | trim }}</s>{% endfor %}",
+    ...                   [Message("user", " hi ")])
+    [('<s>', False), ('hi', True), ('</s>', False)]
+    """
+    real = render_template(template, messages, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
+    texts = [m.content for m in messages]
+    if any(MARK_OPEN in t or MARK_CLOSE in t for t in texts):
+        return None
+    marked = [Message(m.role, f"{MARK_OPEN}{i}{MARK_CLOSE}") for i, m in enumerate(messages)]
+    shape = render_template(template, marked, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
+    pieces: list[tuple[str, bool]] = []
+    pos = 0
+    for k, part in enumerate(shape.split(MARK_OPEN)):
+        if k:
+            index, sep, part = part.partition(MARK_CLOSE)
+            if not sep or not index.isdigit() or int(index) >= len(texts):
+                return None
+            text = texts[int(index)]
+            for candidate in (text, text.strip()):
+                if real.startswith(candidate, pos):
+                    break
+            else:
+                return None
+            pieces.append((candidate, True))
+            pos += len(candidate)
+        if not real.startswith(part, pos):
+            return None
+        pieces.append((part, False))
+        pos += len(part)
+    if pos != len(real):
+        return None
+    return [(t, c) for t, c in pieces if t]
 
 
 def drop_oldest_turns(messages: list[Message], fits) -> tuple[list[Message], int]:

@@ -39,19 +39,20 @@ class GenerationConfig:
         def bad(msg: str) -> ConfigError:
             return ConfigError(f"invalid generation setting: {msg}")
 
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+        if not _is_int(self.max_new_tokens) or not 1 <= self.max_new_tokens <= INT32:
             raise bad(f"max_new_tokens must be a whole number >= 1, got {self.max_new_tokens!r}")
-        if not _is_number(self.temperature) or self.temperature < 0:
-            raise bad(f"temperature must be >= 0 (0 = greedy), got {self.temperature!r}")
+        if not _is_number(self.temperature) or not 0 <= self.temperature <= 1e6:
+            raise bad(f"temperature must be >= 0 (0 = greedy) and finite, got {self.temperature!r}")
         if not isinstance(self.do_sample, bool):
             raise bad(f"do_sample must be true or false, got {self.do_sample!r}")
-        if not _is_int(self.top_k) or self.top_k < 0:
+        if not _is_int(self.top_k) or not 0 <= self.top_k <= INT32:
             raise bad(f"top_k must be a whole number >= 0 (0 = off), got {self.top_k!r}")
         if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
             raise bad(f"top_p must be in (0, 1], got {self.top_p!r}")
-        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
-            raise bad(f"seed must be a whole number >= 0, got {self.seed!r}")
-        if not _is_number(self.repeat_penalty) or self.repeat_penalty <= 0:
+        # llama.cpp keeps a 32-bit seed: a larger one would silently become another seed
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**32 - 1):
+            raise bad(f"seed must be a whole number from 0 to {2**32 - 2}, got {self.seed!r}")
+        if not _is_number(self.repeat_penalty) or not 0 < self.repeat_penalty <= 1e6:
             raise bad(f"repeat_penalty must be > 0 (1.0 = off), got {self.repeat_penalty!r}")
         if any(not isinstance(s, str) or s == "" for s in self.stop):
             raise bad(f"stop must be non-empty strings, got {list(self.stop)!r}")
@@ -71,6 +72,9 @@ class GenerationConfig:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
         return d
+
+
+INT32 = 2**31 - 1  # what llama.cpp's int fields hold
 
 
 def _is_int(v) -> bool:
@@ -95,3 +99,18 @@ def default_db_path() -> Path:
     if env := os.environ.get("LLMLAB_DB"):
         return Path(env).expanduser()
     return data_dir() / "llmlab.db"
+
+
+def prepare_out(path) -> Path:
+    """Make sure ``--out`` can take the files a run writes, before the run: a folder that exists or
+    can be made, and that is writable. Fails in one line, not with a traceback after an hour."""
+    out = Path(path).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; name a folder (it is made if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot make this folder ({exc.strerror or exc})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: this folder is not writable")
+    return out

@@ -139,7 +139,9 @@ def child(component: str) -> int:
         fix = f"{first}pip install 'llmlab[{extra or 'all'}]'"
         result = {"ok": False, "detail": f"not installed: {name}", "fix": fix}
     except LlmlabError as exc:
-        result = {"ok": False, "detail": str(exc)}
+        bad_env = "LLMLAB_EXTRA_BUFTS" in str(exc)
+        fix = "unset LLMLAB_EXTRA_BUFTS (auto), or set it to on or off" if bad_env else ""
+        result = {"ok": False, "detail": str(exc), "fix": fix}
     except Exception as exc:  # any other failure is reported, not raised: the report goes on
         result = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(result))
@@ -206,7 +208,7 @@ def diagnose(components: list[str] | None = None,
              on_line: Callable[[Line], None] | None = None) -> list[Line]:
     """Check each component (all by default) in its own child process."""
     lines = []
-    for component in components or list(CHECKS):
+    for component in dict.fromkeys(components or CHECKS):  # each once
         line = check(component)
         if on_line:
             on_line(line)

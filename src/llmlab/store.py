@@ -157,7 +157,9 @@ class Store:
         self.path = path
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> Store:
+    def open(cls, path: str | Path | None = None, *, write: bool = True) -> Store:
+        """Open (and migrate) the database; with ``write``, fail now if it cannot take a row, so a
+        command refuses before generating instead of losing the call afterwards."""
         path = Path(path).expanduser() if path else default_db_path()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,11 +167,22 @@ class Store:
             conn.row_factory = sqlite3.Row
             store = cls(conn, path)
             store._migrate()
+            if write:
+                store._check_writable()
         except sqlite3.DatabaseError as exc:
             raise StoreError(_explain(exc, path)) from exc
         except OSError as exc:
             raise StoreError(f"cannot open the call log {path}: {exc.strerror or exc}") from exc
         return store
+
+    def _check_writable(self) -> None:
+        """A write that is rolled back: a read-only file, folder or mount fails here."""
+        db = self.conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("INSERT INTO _migrations VALUES ('_probe', '')")
+        finally:
+            db.execute("ROLLBACK")
 
     def _migrate(self) -> None:
         db = self.conn
@@ -354,6 +367,9 @@ def _explain(exc: sqlite3.DatabaseError, path: Path) -> str:
     msg = str(exc)
     if "locked" in msg or "busy" in msg:
         return f"the call log {path} is locked by another process (try again, or use --db / $LLMLAB_DB)"
+    if "readonly" in msg or "read-only" in msg:
+        return (f"the call log {path} is read-only, so calls cannot be logged; make it writable, or "
+                "point --db / $LLMLAB_DB elsewhere")
     if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
         return (f"the call log {path} is corrupt or not an llmlab database ({msg}); it was left "
                 "untouched; move it aside or point --db / $LLMLAB_DB elsewhere")

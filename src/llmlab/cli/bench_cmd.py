@@ -40,9 +40,11 @@ def bench(
     from rich.console import Console
 
     from ..bench import parse_lengths, run_bench, write_chart
-    from ..config import data_dir
+    from ..config import data_dir, prepare_out
 
     lengths = parse_lengths(prompt_lengths)
+    if out is not None:
+        prepare_out(out)
     console = Console()
     with console.status("benchmarking") as status:
         result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,

@@ -74,6 +74,10 @@ def eval_command(
 
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be a whole number >= 1, got {limit}")
+    if out is not None:
+        from ..config import prepare_out
+
+        prepare_out(out)
     generation = {k: v for k, v in (("temperature", temperature), ("seed", seed),
                                     ("max_new_tokens", max_new_tokens)) if v is not None}
     if repeats > 1 and not temperature:

@@ -27,6 +27,19 @@ ApiKey = Annotated[str | None, typer.Option(
     "--api-key", help="key for an ollama/ or openai/ server (else $OLLAMA_API_KEY / $OPENAI_API_KEY)")]
 
 
+def read_stdin() -> str:
+    """The prompt from standard input, which must be UTF-8 text."""
+    from ..errors import PromptError
+
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.start + 1]
+        raise PromptError(f"standard input is not UTF-8 text (byte {exc.start}: {bad!r}); convert it, "
+                          "e.g. iconv -f latin1 -t utf-8") from None
+
+
 def _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty):
     from ..config import GenerationConfig
 
@@ -211,9 +224,11 @@ def prompt(
     text: Annotated[str, typer.Argument(help="the prompt; '-' reads it from stdin")],
     model: ModelOpt = "smollm2",
     system: Annotated[str | None, typer.Option("--system", "-s", help="system message")] = None,
-    raw: Annotated[bool | None, typer.Option(
-        "--raw/--chat", help="complete TEXT as raw text / wrap it in the chat template "
-        "(default: chat for instruct models and remote servers, raw for base models)")] = None,
+    raw: Annotated[bool, typer.Option(
+        "--raw", help="complete TEXT as raw text (default for base models)")] = False,
+    chat: Annotated[bool, typer.Option(
+        "--chat", help="wrap TEXT in the chat template (default for instruct models and remote "
+        "servers)")] = False,
     temperature: Temperature = None, top_k: TopK = None, top_p: TopP = None,
     max_new_tokens: MaxNew = None, seed: Seed = None, stop: Stop = None,
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
@@ -222,13 +237,16 @@ def prompt(
 ):
     """Generate a response, streamed to stdout."""
     from ..chat import Message, check_prompt
+    from ..errors import ConfigError
 
+    if raw and chat:
+        raise ConfigError("--raw and --chat contradict each other; give one")
     if text == "-":
-        text = sys.stdin.read()
+        text = read_stdin()
     check_prompt(text)
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
     m = _load(model, n_ctx, base_url=base_url, api_key=api_key, threads=threads)
-    use_chat = (not raw) if raw is not None else m.chats
+    use_chat = chat or (not raw and m.chats)
     if system and not use_chat:
         err("error: --system needs the chat template; drop --raw")
         raise typer.Exit(1)
@@ -304,12 +322,30 @@ def tokenize(
     text: Annotated[str, typer.Argument(help="text to tokenize; '-' reads stdin")],
     model: ModelOpt = "smollm2",
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    chat: Annotated[bool, typer.Option(
+        "--chat", help="the whole prompt `llmlab prompt` sends: TEXT as a user message under the chat "
+        "template (control tokens come only from the template)")] = False,
+    system: Annotated[str | None, typer.Option("--system", "-s", help="with --chat: a system message")]
+    = None,
 ):
-    """Show the token ids and token strings of TEXT, and the share of the context window."""
+    """Show the token ids and token strings of TEXT, and the share of the context window.
+
+    TEXT is read as a message's text is read: as plain text, even where it spells a control token.
+    """
+    from ..chat import Message
+    from ..errors import ConfigError
+    from ..models.base import Token
+
     if text == "-":
-        text = sys.stdin.read()
+        text = read_stdin()
+    if system and not chat:
+        raise ConfigError("--system needs --chat")
     m = _load(model, log=False)
-    tokens = m.tokenize(text)
+    if chat:
+        messages = ([Message("system", system)] if system else []) + [Message("user", text)]
+        tokens = [Token(i, m.token_text(i)) for i in m.prompt_ids(messages)]
+    else:
+        tokens = m.tokenize(text)
     ctx = m.info.context_length or m.info.trained_context_length
     if as_json:
         print(json.dumps({"model": f"{m.backend}/{m.info.name}", "ids": [t.id for t in tokens],
@@ -339,9 +375,12 @@ def logs(
     as_json: Annotated[bool, typer.Option("--json", help="export as JSON")] = False,
 ):
     """Recent calls from the call log, newest first."""
+    from ..errors import ConfigError
     from ..store import Store
 
-    rows = Store.open().calls(limit=count or None, model=model)
+    if count < 0:
+        raise ConfigError(f"--count must be >= 0 (0 = all), got {count}")
+    rows = Store.open(write=False).calls(limit=count or None, model=model)
     if as_json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return

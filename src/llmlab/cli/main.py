@@ -39,6 +39,14 @@ def err(message: str) -> None:
 
 def run() -> None:
     """Console entry point: one line per error, never a traceback for a user error."""
+    for arg in sys.argv[1:]:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # bytes the locale could not decode (a Latin-1 terminal, a file name)
+            shown = os.fsencode(arg)
+            err(f"error: the argument {shown!r} is not UTF-8 text; set the terminal to UTF-8, or "
+                "pipe the text through 'iconv -t utf-8' and pass '-' to read it from stdin")
+            sys.exit(1)
     try:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised in a command
     except LlmlabError as exc:

@@ -57,6 +57,10 @@ def probe(
     check_positive("--samples", samples)
     check_positive("--limit", limit)
     check_positive("--max-new-tokens", max_new_tokens)
+    if out is not None:
+        from ..config import prepare_out
+
+        prepare_out(out)
     suites = [load_suite(s) for s in (suite or builtin_suites())]
     models = model or ["smollm2"]
     from ..models.registry import check_options, load_options, resolve

@@ -55,19 +55,28 @@ def serve(
     log: Annotated[bool, typer.Option("--log/--no-log", help="write each generation to the call log")]
     = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no access log")] = False,
+    grace: Annotated[float, typer.Option(
+        help="on SIGTERM or Ctrl-C, seconds that running requests get to finish before they are "
+        "ended with an error")] = 10.0,
+    header_timeout: Annotated[float, typer.Option(
+        help="seconds a connection may take to send its request headers")] = 10.0,
 ):
     """Serve local models over HTTP: OpenAI-compatible /v1 and Ollama-compatible /api."""
-    for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1), ("--n-ctx", n_ctx or 16, 16),
+    for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1),
                              ("--queue-size", queue_size, 1), ("--max-body", max_body, 1024),
                              ("--threads", threads or 1, 1)):
         if value < low or (name == "--port" and value > 65535):
             raise ConfigError(f"{name} must be >= {low}" + (" and <= 65535" if name == "--port" else "")
                               + f", got {value}")
-    api_key = api_key or os.environ.get("LLMLAB_API_KEY") or None
+    if api_key is not None and not api_key.strip():
+        err("warning: --api-key is empty, so authentication is off: any client may use this server")
+    api_key = (api_key or "").strip() or os.environ.get("LLMLAB_API_KEY") or None
     _check_port(host, port)
+    for name, seconds in (("--grace", grace), ("--header-timeout", header_timeout)):
+        if not seconds > 0:
+            raise ConfigError(f"{name} must be a number of seconds > 0, got {seconds}")
     try:
-        import uvicorn
-
+        from ..serve import server
         from ..serve.app import create_app
         from ..serve.models import load_served
     except ImportError as exc:
@@ -81,10 +90,7 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         err(f"serving {', '.join(models.by_name)} at http://{shown}:{port} "
             f"(OpenAI API: http://{shown}:{port}/v1, Ollama API: http://{shown}:{port}/api)")
-        config = uvicorn.Config(create_app(models, api_key=api_key, max_body=max_body), host=host,
-                                port=port, log_level="warning" if quiet else "info",
-                                access_log=not quiet, lifespan="off",
-                                timeout_graceful_shutdown=5)  # open streams must not hold up a stop
-        uvicorn.Server(config).run()
+        server.run(create_app(models, api_key=api_key, max_body=max_body), models, host=host, port=port,
+                   grace=grace, header_timeout=header_timeout, quiet=quiet)
     finally:
-        models.close()
+        models.close()  # waits for the workers, so every call is logged

@@ -61,12 +61,16 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     if limit:
         dataset = dataset.head(limit)
     strategies = [strategies] if isinstance(strategies, str) else list(strategies or [spec.default_strategy])
-    recipes = [parse_recipe(r) for r in recipes or []]
+    recipes = list(dict.fromkeys(parse_recipe(r) for r in recipes or []))  # each pair once
     for s in strategies + [s for s, _ in recipes]:
         spec.strategy(s)
     plan(["-"], strategies, methods, repeats, generation, recipes)  # bad methods fail before models load
     if not models and not baseline:
         raise ConfigError("nothing to evaluate: give at least one model, or the baseline")
+    if out is not None:
+        from ..config import prepare_out
+
+        prepare_out(out)
     from ..store import Store
 
     store = db if isinstance(db, Store) else Store.open(db)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +92,8 @@ def read_table(path: str | Path):
     except pd.errors.ParserError as exc:
         raise DataError(f"{path} is not a well-formed {kind.upper()} file: {' '.join(str(exc).split())}") \
             from exc
+    except DataError:
+        raise  # already one line that names the file
     except ValueError as exc:
         raise DataError(f"{path} is not readable as {kind.upper()}: {exc}") from exc
     return frame
@@ -208,15 +211,24 @@ def _pick(frame, given, what, name, names, notes, task=None, exclude=None, label
 
 
 def _ids(frame, id_col, name) -> list[str]:
-    if id_col is None and "id" in frame.columns and frame["id"].notna().all() and frame["id"].is_unique:
+    """The user's ids, never silently replaced: an ``id`` column is used when there is one (and
+    must be unique, like any --id-col); a file without one gets row numbers counting from 1."""
+    if id_col is None and "id" in frame.columns:
         id_col = "id"
     if id_col is None:
-        return [str(i) for i in range(1, len(frame) + 1)]  # row numbers, counting from 1
+        return [str(i) for i in range(1, len(frame) + 1)]
     if id_col not in frame.columns:
         raise DataError(f"{name} has no column {id_col!r}; its columns are: {', '.join(frame.columns)}")
+    if frame[id_col].isna().any():
+        rows = [str(n + 1) for n, empty in enumerate(frame[id_col].isna()) if empty][:5]
+        raise DataError(f"{name}: the id column {id_col!r} is empty in data row(s) {', '.join(rows)}")
     ids = [str(v) for v in frame[id_col]]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"{name}: the id column {id_col!r} has repeated values")
+    counts = Counter(ids)
+    repeated = [i for i in counts if counts[i] > 1]
+    if repeated:
+        shown = ", ".join(repeated[:5]) + (f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
+        raise DataError(f"{name}: the id column {id_col!r} repeats {shown}; ids must be unique "
+                        "(or pass --id-col another column)")
     return ids
 
 

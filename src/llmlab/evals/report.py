@@ -126,32 +126,43 @@ class EvalResult:
                                                 once.get(n, True)))
 
     def reading(self) -> str:
-        """One paragraph that reads the table: the best system, and whether it is significantly
-        better than each other system (exact McNemar test on the items where the two disagree)."""
+        """One paragraph that reads the table: the best system, and whether it (and, when the best is
+        the supervised baseline, the best prompted system) differs significantly from each other
+        system, by the exact McNemar tests, Bonferroni-corrected for every test in the table."""
         best = self.best
         m = self.metrics[best]
         n = m["n"]
         lo, hi = m["accuracy_ci"]
         words = [f"Best: {best}, accuracy {m['accuracy']:.2f} [{lo:.2f}, {hi:.2f}] and macro-F1 "
                  f"{m['macro_f1']:.2f} on {n} items."]
-        others = [c for c in self.comparisons.itertuples() if best in (c.a, c.b)]
-        level = 0.05 / len(others) if len(others) > 1 else 0.05
-        for c in others:
-            other = c.b if c.a == best else c.a
-            mine, theirs = (c.only_a, c.only_b) if c.a == best else (c.only_b, c.only_a)
-            verdict = ("a significant difference" if c.p_value < level
-                       else "not a significant difference")
-            words.append(f"Against {other} ({self.metrics[other]['accuracy']:.2f}): {mine} items only the "
-                         f"best got right and {theirs} only the other, p = {c.p_value:.2g}, {verdict}.")
-        if len(others) > 1:
-            words.append(f"(With {len(others)} comparisons a difference counts as significant at "
-                         f"p < {level:.3g}, Bonferroni.)")
+        tests = list(self.comparisons.itertuples())
+        level = 0.05 / len(tests) if len(tests) > 1 else 0.05
+        prompted = [name for name in self.metrics if not name.startswith(BASELINE)]
+        anchors = [best]
+        if best.startswith(BASELINE) and prompted:
+            anchors.append(max(prompted, key=lambda x: (self.metrics[x]["accuracy"],
+                                                        self.metrics[x]["macro_f1"])))
+        said = set()
+        for anchor in anchors:
+            for c in tests:
+                if anchor not in (c.a, c.b) or (c.a, c.b) in said:
+                    continue
+                said.add((c.a, c.b))
+                other = c.b if c.a == anchor else c.a
+                mine, theirs = (c.only_a, c.only_b) if c.a == anchor else (c.only_b, c.only_a)
+                verdict = "significantly different" if c.p_value < level else "not significantly different"
+                words.append(f"{anchor} ({self.metrics[anchor]['accuracy']:.2f}) against {other} "
+                             f"({self.metrics[other]['accuracy']:.2f}): {mine} items only the first got "
+                             f"right and {theirs} only the second, p = {c.p_value:.2g}, {verdict}.")
+        if len(tests) > 1:
+            words.append(f"(With {len(tests)} tests, a difference counts at p < {level:.3g}, Bonferroni.)")
         if best.startswith(BASELINE):
             words.append("The best system is the supervised baseline, trained on the other folds of "
-                         "these labels; the prompts saw only the task's few worked examples.")
+                         "these labels; a prompt sees at most the task's few worked examples.")
         half = (hi - lo) / 2
-        words.append(f"With {n} items the accuracy interval is about ±{half:.2f} wide: smaller "
-                     "differences between systems are within noise.")
+        if half >= 0.005:
+            words.append(f"With {n} items the accuracy interval is about ±{half:.2f}: differences "
+                         "smaller than that are within noise.")
         return " ".join(words)
 
     # --- the report --------------------------------------------------------------------------------

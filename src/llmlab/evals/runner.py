@@ -112,6 +112,9 @@ def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, g
     ident = {"dataset": dataset.sha256, "task": task.fingerprint(system.strategy),
              "model": model_identity(model, store), "method": system.method,
              "settings": method.settings(strategy), "repeat": system.repeat}
+    runtime = dict(getattr(model, "runtime", {}) or {})
+    if "extra_buffer_types" in runtime:  # repacked weights may round differently: not the same run
+        ident["extra_buffer_types"] = runtime["extra_buffer_types"]
     meta = {"dataset": dataset.source, "dataset_sha256": dataset.sha256, "task": task.name,
             "model": system.model, "strategy": system.strategy, "method": system.method,
             "repeat": system.repeat, "settings": {"identity": ident}, "n_items": len(dataset)}
@@ -137,7 +140,8 @@ def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, g
     ordered = [{"id": i, **_clean(items[i])} for i in dataset.frame["id"]]
     if hasattr(method, "finalize"):  # batch calibration needs every item's scores first
         setup = {**setup, **method.finalize(ordered)}
-    return SystemRun(system, run_id, ordered, resumed, {**setup, "settings": method.settings(strategy)})
+    return SystemRun(system, run_id, ordered, resumed,
+                     {**setup, "settings": method.settings(strategy), "runtime": runtime})
 
 
 def run_baseline(dataset: Dataset, store, progress=None) -> SystemRun:

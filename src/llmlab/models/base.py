@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..chat import Message, Overflow, as_messages, check_prompt, drop_oldest_turns, render_template
+from ..chat import (
+    Message,
+    Overflow,
+    as_messages,
+    check_prompt,
+    drop_oldest_turns,
+    render_template,
+    template_segments,
+)
 from ..config import GenerationConfig
 from ..errors import ConfigError, ContextOverflowError, PromptError
 
@@ -96,7 +104,17 @@ class Model(ABC):
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
-        """Token ids of a full prompt as the model will see it (with BOS where the model adds one)."""
+        """Token ids of raw text as the model will see it: BOS where the model adds one, and text that
+        spells a control token (``<|im_end|>``) read as that token, as llama.cpp's server reads a
+        completion prompt. Messages go through :meth:`prompt_ids` instead."""
+
+    def token_text(self, token_id: int) -> str:
+        """The text of one token id, control tokens included."""
+        raise NotImplementedError(f"the {self.backend} backend does not detokenize")
+
+    def token_ids(self, text: str, special: bool) -> list[int]:
+        """Ids of a piece of a prompt, nothing added; ``special`` reads control-token text as tokens."""
+        raise NotImplementedError(f"the {self.backend} backend does not tokenize prompt pieces")
 
     @abstractmethod
     def tokenize(self, text: str) -> list[Token]:
@@ -131,8 +149,52 @@ class Model(ABC):
     def prompt_text(self, prompt: str | list[Message]) -> str:
         return prompt if isinstance(prompt, str) else self.render(prompt)
 
+    def prompt_ids(self, prompt: str | list[Message]) -> list[int]:
+        """Token ids of a prompt as the model receives it: raw text by :meth:`encode`; messages under
+        the chat template, where only the template's own markup may become control tokens and each
+        message's text is read as plain text, so a chat turn, a dataset row or a served request that
+        spells ``<|im_end|>`` or ``<|im_start|>system`` cannot close its turn or open a system turn.
+
+        The rendering is cut at the template's control tokens only, and the text between two of them
+        (markup and message text together) is tokenized in one piece, as a tokenizer that parses
+        special tokens does: an ordinary chat gets exactly the ids of its whole rendering. A template
+        that rewrites message texts (beyond trimming them) cannot be cut into markup and text; its
+        rendering is then read whole, control tokens included.
+        """
+        if isinstance(prompt, str):
+            return self.encode(prompt)
+        info = self.info
+        pieces = template_segments(info.chat_template, prompt, bos=info.bos_token, eos=info.eos_token)
+        if pieces is None:
+            return self.encode(self.render(prompt))
+        rendered = "".join(text for text, _ in pieces)
+        ids = [] if info.bos_token and rendered.startswith(info.bos_token) else self.encode("")
+        plain: list[str] = []
+        for text, is_message in pieces:
+            if is_message:
+                plain.append(text)
+                continue
+            pos = 0
+            for tid in self.token_ids(text, special=True):
+                mark = self.token_text(tid) if self._is_control(tid) else ""
+                at = text.find(mark, pos) if mark else -1
+                if at < 0:
+                    continue
+                plain.append(text[pos:at])
+                ids += self.token_ids("".join(plain), special=False) + [tid]
+                plain, pos = [], at + len(mark)
+            plain.append(text[pos:])
+        return ids + self.token_ids("".join(plain), special=False)
+
+    def _is_control(self, token_id: int) -> bool:
+        """A token whose text does not read back as itself: a control token such as ``<|im_end|>``."""
+        known = self.__dict__.setdefault("_control", {})
+        if token_id not in known:
+            known[token_id] = self.token_ids(self.token_text(token_id), special=False) != [token_id]
+        return known[token_id]
+
     def count_tokens(self, prompt: str | list[Message]) -> int:
-        return len(self.encode(self.prompt_text(prompt)))
+        return len(self.prompt_ids(prompt))
 
     def fit(self, prompt: str | list[Message], config: GenerationConfig,
             overflow: Overflow = "error") -> tuple[str | list[Message], int, int]:
@@ -258,7 +320,10 @@ class Response:
             else:  # cut off before the backend reported usage: count what was produced
                 text = "".join(self._pieces)
                 self.usage.completion_tokens = len(self.model.tokenize(text)) if text else 0
-            if self.interrupted:
+            # one meaning, one field: a backend that reports its own cut-off (the serving engine,
+            # when a client leaves) marks the response interrupted as a Ctrl-C does
+            if self.interrupted or self.finish_reason == "interrupted":
+                self.interrupted = True
                 self.finish_reason = "interrupted"
             self._finish(start, first, last, end)
 

@@ -85,7 +85,7 @@ class CpuPath:
 def policy() -> str:
     value = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if value not in ("auto", "on", "off"):
-        raise ConfigError(f"${ENV} must be auto, on or off, got {value!r}")
+        raise ConfigError(f"${ENV} must be auto, on or off, got {value!r} (unset it for auto)")
     return value
 
 
@@ -95,13 +95,15 @@ def _decide(choice: str) -> CpuPath:
     name, _ = cpu_info()
     amx_cpu = cpu_has_amx()
     if choice == "on":
-        use, why = True, f"${ENV}=on"
+        crash = "; this CPU has AMX, where llama.cpp's AMX path crashes" if amx_cpu else ""
+        use, why = True, f"on (${ENV}=on{crash})"
     elif choice == "off":
-        use, why = False, f"${ENV}=off"
+        use, why = False, f"off (${ENV}=off)"
     elif amx_cpu:  # whatever the build reports: a build that loads its CPU code later may not say
         use, why = False, "off: this CPU has AMX, where llama.cpp's AMX path crashes (llama.cpp issue 20824)"
     else:
-        use, why = True, "on: this CPU has no AMX, so repacked weights are safe"
+        use, why = True, ("on: this CPU has no AMX, so weights are repacked where llama.cpp has a "
+                          "layout for their type")
     return CpuPath(name, version, features, amx_cpu, use, why)
 
 

@@ -99,17 +99,22 @@ class HFModel(Model):
             ids = [self._bos_id, *ids]
         return ids
 
-    def tokenize(self, text: str) -> list[Token]:
-        return [Token(i, self.tokenizer.decode([i])) for i in self._plain_ids(text)]
+    def token_ids(self, text: str, special: bool) -> list[int]:
+        """Nothing added; with ``special`` False control-token text stays text (llama.cpp's special=False)."""
+        if not text:
+            return []
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
 
-    def _plain_ids(self, text: str) -> list[int]:
-        """Ids with nothing added and special-token text kept as text, as llama.cpp's special=False."""
-        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    def tokenize(self, text: str) -> list[Token]:
+        return [Token(i, self.token_text(i)) for i in self.token_ids(text, special=False)]
+
+    def token_text(self, token_id: int) -> str:
+        return self.tokenizer.decode([token_id])
 
     # --- generation ------------------------------------------------------------------------------
 
     def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
-        ids = self.encode(self.prompt_text(prompt))
+        ids = self.prompt_ids(prompt)
         room = self.info.context_length - len(ids)
         if room < 1:
             raise ContextOverflowError(len(ids), config.max_new_tokens, self.info.context_length)
@@ -198,8 +203,8 @@ class HFModel(Model):
         """
         torch = self._torch
         check_prompt(context)
-        ctx = self.encode(self.prompt_text(context))
-        conts = [self._plain_ids(c) for c in continuations]
+        ctx = self.prompt_ids(context)
+        conts = [self.token_ids(c, special=False) for c in continuations]
         longest = max(map(len, conts), default=0)
         if len(ctx) + longest > self.info.context_length:
             raise ContextOverflowError(len(ctx), longest, self.info.context_length)

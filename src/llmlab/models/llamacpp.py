@@ -61,16 +61,21 @@ class LlamaCppModel(Model):
             from .gguf_meta import trained_context
 
             n_ctx = min(trained_context(path) or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
-        self.llm = open_llama(path, n_ctx=n_ctx, n_threads=n_threads or default_threads(),
-                              n_batch=n_batch, **llama_options)
+        threads = n_threads or default_threads()
+        # prompt evaluation has its own thread count, which llama-cpp-python sets to every core:
+        # --threads means both, or a busy machine still spins all cores on every prompt
+        llama_options.setdefault("n_threads_batch", threads)
+        self.llm = open_llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch, **llama_options)
         super().__init__(describe_loaded(self.llm, path, name or path.name, self.backend))
         import llama_cpp
 
         from .cpu import cpu_path
 
-        self.runtime = {  # read back from llama.cpp, not what was asked
-            "n_ctx": self.llm.n_ctx(), "n_threads": int(llama_cpp.llama_n_threads(self.llm.ctx)),
-            "n_batch": self.llm.n_batch, "extra_buffer_types": cpu_path().extra_buffer_types}
+        ctx = self.llm.ctx
+        self.runtime = {  # read back from llama.cpp where it says; the weight layout is the policy's
+            "n_ctx": self.llm.n_ctx(), "n_threads": int(llama_cpp.llama_n_threads(ctx)),
+            "n_threads_batch": int(llama_cpp.llama_n_threads_batch(ctx)), "n_batch": self.llm.n_batch,
+            "extra_buffer_types": cpu_path().extra_buffer_types}
         self._add_bos = bool(self.info.extra.get("add_bos_token"))
         # Reusing the KV cache of a shared prompt prefix is exact for plain attention, but with a
         # sliding-window cache (Gemma 3) llama.cpp recomputes it differently and seeded runs stop
@@ -85,16 +90,22 @@ class LlamaCppModel(Model):
         add_bos = self._add_bos and not (self.info.bos_token and text.startswith(self.info.bos_token))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def token_ids(self, text: str, special: bool) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special) if text else []
+
     def tokenize(self, text: str) -> list[Token]:
-        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        return [Token(i, self.llm.detokenize([i]).decode("utf-8", errors="replace")) for i in ids]
+        ids = self.token_ids(text, special=False)
+        return [Token(i, self.token_text(i)) for i in ids]
+
+    def token_text(self, token_id: int) -> str:
+        return self.llm.detokenize([token_id], special=True).decode("utf-8", errors="replace")
 
     # --- generation ------------------------------------------------------------------------------
 
     def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
         import llama_cpp
 
-        tokens = self.encode(self.prompt_text(prompt))
+        tokens = self.prompt_ids(prompt)
         llm = self.llm
         vocab = llm._model.vocab
         llm.set_seed(config.seed if config.seed is not None else random.randrange(2**31))
@@ -146,7 +157,7 @@ class LlamaCppModel(Model):
         their own, so a raw-text context wants them to start with a space.
         """
         llm = self.llm
-        ctx_ids = self.encode(self.prompt_text(context))
+        ctx_ids = self.prompt_ids(context)
         conts = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in continuations]
         longest = max((len(c) for c in conts), default=0)
         if not ctx_ids:

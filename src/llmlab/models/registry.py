@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,8 @@ WHY_NOT = {
     "api_key": "it is for ollama/ and openai/ models",
 }
 WHOLE = {"n_ctx": 1, "n_threads": 1, "n_batch": 1}  # options that are whole numbers, and their minimum
+# llama.cpp rounds a window up to a multiple of 256 tokens, so a smaller one would silently be 256
+MIN_CTX = {"llamacpp": 256, "hf": 2}
 
 
 def load_options(*, n_ctx: int | None = None, threads: int | None = None, base_url: str | None = None,
@@ -153,20 +156,29 @@ def check_options(name: str, options: dict) -> str:
 
     Cheap (no backend is imported), so commands call it for every model before loading any.
 
-    >>> check_options("openai/gpt-4o-mini", {"n_ctx": 2048})
+    >>> check_options("openai/gpt-4o-mini", {"n_ctx": 2048})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    llmlab.errors.ConfigError: --n-ctx does not apply to openai/ models: the server sets its context window
+    llmlab.errors.ConfigError: --n-ctx (n_ctx) does not apply to openai/ models: the server sets its ...
     """
     backend = resolve_backend(name)
     for key, value in options.items():
-        flag = FLAGS.get(key, key)
+        if value is None:  # not set
+            continue
+        flag = f"{FLAGS[key]} ({key})" if key in FLAGS else key
         if key not in OPTIONS[backend] and (key in FLAGS or backend not in PASSED_ON):
             why = WHY_NOT.get(key) or f"the {backend} backend takes {', '.join(sorted(OPTIONS[backend]))}"
             raise ConfigError(f"{flag} does not apply to {backend}/ models: {why}")
         low = WHOLE.get(key)
+        if key == "n_ctx":
+            low = MIN_CTX.get(backend, low)
         if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ConfigError(f"{flag} must be a whole number >= {low}, got {value!r}")
+            why = " (llama.cpp's smallest window)" if key == "n_ctx" and low == 256 else ""
+            raise ConfigError(f"{flag} must be a whole number >= {low}{why}, got {value!r}")
+        most = 4 * (os.cpu_count() or 1)
+        if key == "n_threads" and value > most:
+            raise ConfigError(f"{flag} {value} is more than 4 threads per core of this machine "
+                              f"({os.cpu_count()} cores): at most {most}")
     return backend
 
 
@@ -184,6 +196,7 @@ def load_model(name: str = "smollm2", *, log: bool = True, db: str | Path | None
     the call log (``db``, else ``$LLMLAB_DB``, else the user's data directory) unless ``log=False``.
     The log is opened before the model loads, so a broken log fails fast.
     """
+    options = {k: v for k, v in options.items() if v is not None}
     check_options(name, options)
     store = None
     if log:

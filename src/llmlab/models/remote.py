@@ -226,6 +226,10 @@ class RemoteModel(Model):
 
     has_tokenizer: bool = False
 
+    def prompt_ids(self, prompt: str | list[Message]) -> list[int]:
+        """For counting only: the server tokenizes what it is sent (and renders chats itself)."""
+        return self.encode(self.prompt_text(prompt))
+
     def fit(self, prompt: str | list[Message], config: GenerationConfig,
             overflow: Overflow = "error") -> tuple[str | list[Message], int, int]:
         """Check the window when it and a tokenizer are known; else let the server judge (0 tokens)."""

@@ -14,15 +14,17 @@ from __future__ import annotations
 import hmac
 import logging
 import time
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from ..chat import check_text
 from ..errors import LlmlabError
-from .common import ApiError, api_error, call, ollama_body, one_line_validation, openai_body
-from .models import QueueFull, ServedModels
+from .common import ApiError, ClientGone, api_error, call, ollama_body, one_line_validation, openai_body
+from .models import QueueFull, ServedModels, ShuttingDown
 
 log = logging.getLogger("llmlab.serve")
 OPEN_PATHS = {"/", "/health", "/api/version"}  # answer without a key, as health checks need
@@ -120,8 +122,12 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
         return _render(request.url.path, err)
 
     # expected failures are answered by the exception middleware; anything else by the last resort
-    for kind in (ApiError, LlmlabError, QueueFull, Exception):
+    for kind in (ApiError, LlmlabError, QueueFull, ShuttingDown, UnicodeError, Exception):
         app.add_exception_handler(kind, _failed)
+
+    @app.exception_handler(ClientGone)
+    async def _gone(request: Request, exc: ClientGone):
+        return Response(status_code=499)  # nobody is listening; the generation was stopped
 
     from starlette.exceptions import HTTPException
 
@@ -141,18 +147,23 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
     async def props(model: str | None = None):
         info = models.get(model).model.info
         return {"chat_template": info.chat_template or "", "bos_token": info.bos_token,
-                "eos_token": info.eos_token, "model_path": info.path,
+                "eos_token": info.eos_token,
+                # the file name, not where it lives on the server's disk
+                "model_path": Path(info.path).name if info.path else info.name,
                 "default_generation_settings": {"n_ctx": info.context_length}}
 
     @app.post("/tokenize")
     async def tokenize(req: TokenizeRequest):
+        check_text(req.content, "content")
         served = models.get(req.model)
         model = served.model
-        if req.with_pieces or not req.add_special:
+        if req.add_special:  # BOS where the model adds one, control-token text read as tokens
+            return {"tokens": await call(served, lambda: model.encode(req.content))}
+        if req.with_pieces or not req.parse_special:  # as plain text (pieces only this way)
             tokens = await call(served, lambda: model.tokenize(req.content))
             if req.with_pieces:
                 return {"tokens": [{"id": t.id, "piece": t.text} for t in tokens]}
             return {"tokens": [t.id for t in tokens]}
-        return {"tokens": await call(served, lambda: model.encode(req.content))}
+        return {"tokens": await call(served, lambda: model.token_ids(req.content, special=True))}
 
     return Guard(app, api_key, max_body)

@@ -7,6 +7,9 @@ the API the request came to: OpenAI's ``{"error": {"message", "type", "param", "
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 import uuid
 
@@ -14,8 +17,9 @@ from ..chat import Message
 from ..config import GenerationConfig
 from ..errors import ConfigError, ContextOverflowError, LlmlabError, ModelNotFoundError, PromptError
 from .engine import TokenLogprob
-from .models import QueueFull, Served, ServedModels, Work, run_generation
+from .models import QueueFull, Served, ServedModels, ShuttingDown, Work, run_generation
 
+log = logging.getLogger("llmlab.serve")
 DEFAULT_UNBOUNDED = 512  # new tokens when a request sets no limit and the window is unknown
 
 
@@ -34,6 +38,8 @@ def api_error(exc: Exception) -> ApiError:
     """Any failure as an ApiError with the right status."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, ShuttingDown):
+        return ApiError(503, str(exc), code="server_shutting_down")
     if isinstance(exc, QueueFull):
         return ApiError(503, f"the queue for model {exc} is full; retry shortly", code="server_busy",
                         headers={"Retry-After": "1"})
@@ -43,6 +49,9 @@ def api_error(exc: Exception) -> ApiError:
         return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
     if isinstance(exc, (ConfigError, PromptError)):
         return ApiError(400, str(exc))
+    if isinstance(exc, UnicodeError):  # JSON may spell a lone surrogate ("\ud800"); no text holds one
+        return ApiError(400, "the request holds text that is not valid Unicode (a lone surrogate)",
+                        code="invalid_text")
     if isinstance(exc, LlmlabError):
         return ApiError(500, str(exc), code="backend_error")
     return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
@@ -83,19 +92,25 @@ def make_config(**settings) -> GenerationConfig:
 
 
 def budget(model, prompt, requested: int | None) -> int:
-    """New tokens to allow: what was asked, else what is left of the window."""
-    if requested is not None:
-        return requested
+    """New tokens to allow: what was asked, at most what is left of the window (as Ollama and
+    llama.cpp's server clamp it: clients send 100000 to mean "as much as fits"); unasked, all of it.
+    A clamped value is said in the server's log."""
     ctx = model.info.context_length
     if not ctx:
-        return DEFAULT_UNBOUNDED
+        return requested if requested is not None else DEFAULT_UNBOUNDED
     try:
         used = model.count_tokens(prompt)
     except LlmlabError:
-        return DEFAULT_UNBOUNDED
+        return requested if requested is not None else DEFAULT_UNBOUNDED
     if used >= ctx:
         raise ContextOverflowError(used, 1, ctx)
-    return max(1, ctx - used)
+    left = ctx - used
+    if requested is not None and requested <= left:
+        return requested
+    if requested is not None:
+        log.info("asked for %d new tokens; %d fit after the %d-token prompt, so %d it is",
+                 requested, left, used, left)
+    return left
 
 
 def as_message(role: str, content) -> Message:
@@ -157,17 +172,54 @@ async def generation(models: ServedModels, name: str | None, prompt, config: Gen
     return served, chained()
 
 
-async def collect(events, items: list | None = None):
-    """A whole (non-streamed) answer from a generation's events: (text, log-probabilities, response)."""
+async def collect(events, request=None, items: list | None = None):
+    """A whole (non-streamed) answer from a generation's events: (text, log-probabilities, response).
+
+    A client that leaves before the answer is complete (a timeout, a dropped connection) cancels the
+    generation: nothing reads a non-streamed answer's body as it grows, so ``request``'s receive
+    channel is watched for the disconnect, and on it the events are closed, which frees the model
+    (or the engine slot) at its next step and logs the partial answer as interrupted.
+    """
     pieces, items, response = [], list(items or []), None
-    async for kind, value in events:
-        if kind == "piece":
-            pieces.append(value[0])
-            items += value[1]
-        elif kind == "done":
-            response, rest = value
-            items += rest
+
+    async def read():
+        nonlocal response
+        async for kind, value in events:
+            if kind == "piece":
+                pieces.append(value[0])
+                items.extend(value[1])
+            elif kind == "done":
+                response, rest = value
+                items.extend(rest)
+
+    if request is None:
+        await read()
+        return "".join(pieces), items, response
+    reader = asyncio.ensure_future(read())
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not reader.done():  # the client left: stop generating for nobody
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await events.aclose()
+        raise ClientGone()
+    reader.result()  # an error in the generation is raised here
     return "".join(pieces), items, response
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its answer was ready; nothing is sent."""
+
+
+async def _disconnected(request) -> None:
+    while True:
+        message = await request.receive()
+        if message.get("type") == "http.disconnect":
+            return
 
 
 def new_id(prefix: str) -> str:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import GenerationConfig
-from ..errors import BackendError
+from ..errors import BackendError, ContextOverflowError
 from ..models.base import Chunk, StopFilter, Usage
 
 PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
@@ -327,8 +327,7 @@ class Engine:
         long prompts. The caller holds the inner model's lock; runs in the caller's thread."""
         llm = inner.llm
         if len(tokens) > llm.n_ctx():
-            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the model's {llm.n_ctx()}-token "
-                               "context")
+            raise ContextOverflowError(len(tokens), 0, llm.n_ctx())
         out = [TokenLogprob(self._piece(tokens[0]), None, [], tokens[0])]
         llm._ctx.kv_cache_seq_rm(-1, 0, -1)
         llm.n_tokens = 0

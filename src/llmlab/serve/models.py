@@ -40,6 +40,10 @@ class QueueFull(Exception):
     """The model's request queue is full; the API answers 503 with Retry-After."""
 
 
+class ShuttingDown(Exception):
+    """The server is stopping; a request still running or waiting ends with this (503)."""
+
+
 @dataclass
 class RequestOptions:
     """What one request asks beyond ``GenerationConfig``; seen by ``EngineModel.stream``."""
@@ -77,6 +81,12 @@ class EngineModel(Model):
     def encode(self, text: str) -> list[int]:
         return self.inner.encode(text)
 
+    def token_ids(self, text: str, special: bool) -> list[int]:
+        return self.inner.token_ids(text, special)
+
+    def token_text(self, token_id: int) -> str:
+        return self.inner.token_text(token_id)
+
     def tokenize(self, text: str):
         return self.inner.tokenize(text)
 
@@ -86,7 +96,7 @@ class EngineModel(Model):
 
     def stream(self, prompt, config):
         opts = REQUEST.get() or RequestOptions()
-        job = Job(self.encode(self.prompt_text(prompt)), config, opts.top_logprobs)
+        job = Job(self.prompt_ids(prompt), config, opts.top_logprobs)
         job.cancelled = opts.cancelled  # a client that leaves frees the slot at the next step
         self.engine.submit(job)
         finished = False
@@ -155,7 +165,9 @@ class Served:
         self.names = [name]
         self.model = model
         self.kind = kind  # "generate" or "embed"
-        self.queue: queue.Queue[Work] = queue.Queue(maxsize=max(1, queue_size))
+        self.queue: queue.Queue[Work | None] = queue.Queue(maxsize=max(1, queue_size))
+        self.active: set[Work] = set()
+        self._lock = threading.Lock()
         self.threads = [threading.Thread(target=self._work, name=f"serve-{name}-{i}", daemon=True)
                         for i in range(max(1, workers))]
         for t in self.threads:
@@ -171,9 +183,13 @@ class Served:
     def _work(self) -> None:
         while True:
             work = self.queue.get()
+            if work is None:  # close(): no more work
+                return
             if work.cancelled.is_set():
                 work.emit("end")
                 continue
+            with self._lock:
+                self.active.add(work)
             token = REQUEST.set(work.options)
             try:
                 work.fn(work)
@@ -181,7 +197,39 @@ class Served:
                 work.emit("error", exc)
             finally:
                 REQUEST.reset(token)
+                with self._lock:
+                    self.active.discard(work)
                 work.emit("end")
+
+    def end_all(self, exc: Exception) -> None:
+        """End every waiting and running request with ``exc``; running generations stop at their next
+        step and are logged as interrupted."""
+        while True:
+            try:
+                work = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if work is not None:
+                work.cancelled.set()
+                work.emit("error", exc)
+                work.emit("end")
+        with self._lock:
+            running = list(self.active)
+        for work in running:
+            work.emit("error", exc)  # the client hears why before its stream closes
+            work.cancelled.set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let the workers finish what they run (so it is logged), then end them; idempotent."""
+        if not any(t.is_alive() for t in self.threads):
+            return
+        for _ in self.threads:
+            try:
+                self.queue.put(None, timeout=timeout)
+            except queue.Full:
+                break
+        for t in self.threads:
+            t.join(timeout)
 
 
 def run_generation(model: Model, prompt, config) -> Callable[[Work], None]:
@@ -234,7 +282,18 @@ class ServedModels:
                 seen.append(s)
         return seen
 
+    def end_all(self, exc: Exception) -> None:
+        for s in self.unique():
+            s.end_all(exc)
+
+    def stop(self) -> None:
+        """Wait for every worker to finish what it runs (and log it), then end the workers."""
+        for s in self.unique():
+            s.stop()
+
     def close(self) -> None:
+        """Stop every worker first (a model must not be freed under a running generation)."""
+        self.stop()
         for s in self.unique():
             close = getattr(s.model, "close", None)
             if close:
@@ -274,8 +333,13 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
 
     given = load_options(n_ctx=n_ctx, threads=threads)
     targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
-    for _, target in targets:  # every name and option is checked before the first model loads
+    names: dict[str, str] = {}
+    for alias, target in targets:  # every name and option is checked before the first model loads
         check_options(target, given)
+        for name in ([alias] if alias else []) + [target]:
+            if names.setdefault(name, target) != target:
+                raise ConfigError(f"two models are served under the name {name!r}: {names[name]} and "
+                                  f"{target}")
     served = ServedModels()
     loaded: dict[str, Served] = {}
     for alias, target in targets:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import __version__
-from ..chat import Message
+from ..chat import Message, check_text
 from .common import (
     ApiError,
     api_error,
@@ -113,6 +114,17 @@ def _stats(response) -> dict:
             "eval_duration": int(max((t.total_s or 0) - ttft, 0) * 1e9)}
 
 
+def _refuse_unsupported(req: _Request, messages=()) -> None:
+    """Ollama fields llmlab does not implement yet are refused, never silently ignored."""
+    extra = req.model_extra or {}
+    for name, what in (("format", "structured output (format)"), ("tools", "tool calling (tools)"),
+                       ("images", "images")):
+        if extra.get(name) not in (None, "", [], {}):
+            raise ApiError(400, f"{what} is not supported by llmlab serve yet")
+    if any((m.model_extra or {}).get("images") or (m.model_extra or {}).get("tool_calls") for m in messages):
+        raise ApiError(400, "images and tool calls in messages are not supported by llmlab serve yet")
+
+
 async def _run(req: _Request, request: Request, prompt, key: str):
     """Generate and answer as Ollama does: NDJSON lines, or one object with ``"stream": false``."""
     models = request.app.state.models
@@ -145,7 +157,7 @@ async def _run(req: _Request, request: Request, prompt, key: str):
                 yield (json.dumps({"error": api_error(exc).message}) + "\n").encode()
 
         return StreamingResponse(body(), media_type="application/x-ndjson")
-    text, items, response = await collect(events)
+    text, items, response = await collect(events, request)
     return {**line(text, items), **_stats(response)}
 
 
@@ -157,6 +169,7 @@ def _loaded(req: _Request, key: str) -> dict:
 @router.post("/chat")
 async def chat(req: ChatRequest, request: Request):
     request.app.state.models.get(req.model)  # an unknown model is a 404 even when only loading
+    _refuse_unsupported(req, req.messages)
     if not req.messages:
         return _loaded(req, "message")
     messages = [as_message(m.role, m.content) for m in req.messages]
@@ -168,6 +181,10 @@ async def generate(req: GenerateRequest, request: Request):
     served = request.app.state.models.get(req.model)
     if req.suffix:
         raise ApiError(400, "suffix (fill-in-the-middle) is not supported")
+    _refuse_unsupported(req)
+    check_text(req.prompt, "the prompt")
+    if req.system:
+        check_text(req.system, "the system message")
     if not req.prompt:
         return _loaded(req, "response")
     if req.raw or not served.model.info.chat_template:
@@ -224,7 +241,8 @@ async def show(req: ShowRequest, request: Request):
                 "parameters": "", "template": "", "license": "", "modified_at": _now()}
     info = served.model.info
     arch = info.architecture or "unknown"
-    return {"license": info.license or "", "modelfile": f"# served by llmlab from {info.path or info.name}",
+    source = Path(info.path).name if info.path else info.name  # not where it lives on this disk
+    return {"license": info.license or "", "modelfile": f"# served by llmlab from {source}",
             "parameters": f"num_ctx {info.context_length}" if info.context_length else "",
             "template": info.chat_template or "", "details": _details(served),
             "model_info": {"general.architecture": arch, "general.parameter_count": info.parameters,

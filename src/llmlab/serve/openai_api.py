@@ -18,6 +18,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..chat import check_text
+from ..errors import ContextOverflowError
 from .common import (
     ApiError,
     api_error,
@@ -149,6 +151,12 @@ async def chat_completions(req: ChatRequest, request: Request):
     models = request.app.state.models
     served = models.get(req.model)
     _want_logprobs(served.model, req.logprobs)
+    extra = req.model_extra or {}
+    if extra.get("tools") or extra.get("functions"):
+        raise ApiError(400, "tool calling is not supported by llmlab serve yet", param="tools")
+    if (extra.get("response_format") or {}).get("type", "text") != "text":
+        raise ApiError(400, "response_format other than text is not supported by llmlab serve yet",
+                       param="response_format")
     messages = [as_message(m.role, m.content) for m in req.messages]
     limit = req.max_completion_tokens or req.max_tokens
     config = make_config(max_new_tokens=budget(served.model, messages, limit), **_settings(req))
@@ -173,7 +181,7 @@ async def chat_completions(req: ChatRequest, request: Request):
 
         return _stream(events, lambda text, items: chunk({"content": text}, None, lp(items)), final,
                        include_usage, head=chunk({"role": "assistant", "content": ""}))
-    text, items, response = await collect(events)
+    text, items, response = await collect(events, request)
     return {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": lp(items), "finish_reason": finish_reason(response.finish_reason)}],
@@ -189,6 +197,13 @@ def _top(req) -> int | None:
 
 @router.post("/completions")
 async def completions(req: CompletionRequest, request: Request):
+    try:
+        return await _completions(req, request)
+    except ContextOverflowError as exc:  # this endpoint has a prompt, not messages
+        raise ApiError(400, str(exc), param="prompt", code="context_length_exceeded") from exc
+
+
+async def _completions(req: CompletionRequest, request: Request):
     models = request.app.state.models
     prompt = req.prompt if isinstance(req.prompt, str) else (req.prompt[0] if len(req.prompt) == 1 else None)
     if prompt is None:
@@ -196,6 +211,7 @@ async def completions(req: CompletionRequest, request: Request):
                        param="prompt")
     if not prompt:
         raise ApiError(400, "the prompt is empty", param="prompt")
+    check_text(prompt, "the prompt")
     served = models.get(req.model)
     _want_logprobs(served.model, req.logprobs is not None)
     if req.max_tokens == 0 and not req.echo:
@@ -209,8 +225,7 @@ async def completions(req: CompletionRequest, request: Request):
         return _completion_body(rid, created, req, prompt, "", echoed, "length",
                                 {"prompt_tokens": len(echoed), "completion_tokens": 0,
                                  "total_tokens": len(echoed)})
-    config = make_config(max_new_tokens=req.max_tokens if req.max_tokens is not None else
-                         budget(served.model, prompt, None), **_settings(req))
+    config = make_config(max_new_tokens=budget(served.model, prompt, req.max_tokens), **_settings(req))
     served, events = await generation(models, req.model, prompt, config, _top(req))
     head_text = prompt if req.echo else ""
 
@@ -228,7 +243,7 @@ async def completions(req: CompletionRequest, request: Request):
 
         head = chunk(head_text, echoed) if req.echo else None
         return _stream(events, chunk, final, bool((req.stream_options or {}).get("include_usage")), head)
-    text, items, response = await collect(events, echoed)
+    text, items, response = await collect(events, request, echoed)
     return _completion_body(rid, created, req, prompt, head_text + text, items,
                             finish_reason(response.finish_reason), _usage(response))
 
