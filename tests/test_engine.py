@@ -44,9 +44,9 @@ def test_a_shared_prefix_is_not_evaluated_again(engine, smollm2):
     evaluated = []
     original = engine._prefill
 
-    def counting(tokens, slot):
+    def counting(tokens, slot, *cancel):  # _prefill also takes the request's cancel event
         evaluated.append(len(tokens) - min(_common_prefix(engine.cached[slot], tokens), len(tokens) - 1))
-        return original(tokens, slot)
+        return original(tokens, slot, *cancel)
 
     engine._prefill = counting
     try:

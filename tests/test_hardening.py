@@ -340,3 +340,95 @@ def test_sigterm_with_requests_in_flight_ends_them_cleanly_and_logs_every_call(t
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT finish_reason, interrupted FROM calls").fetchall()
     assert sorted(rows) == [("interrupted", 1), ("interrupted", 1)]
+
+
+# --- found by a second look --------------------------------------------------------------------------
+
+def test_private_use_characters_do_not_reopen_the_injection(smollm2):
+    for text in ("\ue000" + INJECTION, INJECTION + "\ue001", "\ue0000\ue001" + INJECTION):
+        ids = smollm2.prompt_ids([Message("user", text)])
+        assert ids.count(1) == 3 and ids.count(2) == 2, text
+
+
+def test_a_stop_string_that_is_not_text_is_refused(server):
+    from llmlab.config import GenerationConfig
+    from llmlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="valid Unicode"):
+        GenerationConfig(stop=("\ud800",))
+    import json
+
+    for path, body in (("/v1/chat/completions", {"stop": ["\ud800"], "max_tokens": 2}),
+                       ("/api/chat", {"stream": False, "options": {"stop": ["\ud800"], "num_predict": 2}})):
+        payload = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], **body}
+        r = server.http.post(path, content=json.dumps(payload), headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"response_format": "json"}, "response_format"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "text content parts"),
+])
+def test_malformed_fields_are_a_400_not_a_500(server, body, says):
+    payload = {"model": "smollm2", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **body}
+    r = server.http.post("/v1/chat/completions", json=payload)
+    assert r.status_code == 400 and says in r.text, r.text
+
+
+def test_echo_without_logprobs_returns_the_prompt(server):
+    r = server.http.post("/v1/completions", json={"model": "smollm2", "prompt": "One, two", "max_tokens": 0,
+                                                  "echo": True})
+    assert r.status_code == 200 and r.json()["choices"][0]["text"] == "One, two"
+    assert r.json()["usage"]["prompt_tokens"] > 0
+
+
+def test_the_clamp_is_said_in_the_server_log(server):
+    r = server.http.post("/api/generate", json={"model": "smollm2", "prompt": "word " * 2000, "raw": True,
+                                                "stream": False, "options": {"num_predict": 99999}})
+    assert r.status_code == 200
+    assert "asked for 99999 new tokens" in server.log.read_text()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/generate", {"model": "smollm2", "prompt": "word " * 1900, "raw": True, "stream": False,
+                       "options": {"num_predict": 5}}),
+    ("/v1/completions", {"model": "smollm2", "prompt": "word " * 1900, "max_tokens": 0, "echo": True,
+                         "logprobs": 0}),
+])
+def test_an_abandoned_long_prompt_stops_between_batches(server, path, body):
+    small = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
+    t0 = time.perf_counter()
+    assert server.http.post("/v1/chat/completions", json=small).status_code == 200
+    alone = time.perf_counter() - t0
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + path, json=body, timeout=0.5)
+    t0 = time.perf_counter()
+    assert server.http.post("/v1/chat/completions", json=small).status_code == 200
+    # the 1,900-token prompt takes about 6 s here; one 512-token batch about 1.7 s
+    assert time.perf_counter() - t0 < alone + 3.5
+
+
+@pytest.mark.parametrize("args, says", [
+    (["serve", "-m", "minilm=smollm2", "-e", "minilm"], "two models are served under the name 'minilm'"),
+    (["serve", "--api-key", "cl\u00e9"], "the API key must be ASCII"),
+    (["eval", "examples/reviews.csv", "--seed", "4294967294", "--repeats", "2", "-t", "0.5", "--method",
+      "generate"], "reaches seed 4294967295"),
+])
+def test_start_up_mistakes_are_one_line_before_loading(args, says, tmp_path):
+    from llmlab.serve.process import free_port
+
+    extra = ["--port", free_port()] if args[0] == "serve" else []
+    t0 = time.perf_counter()
+    one_line(llmlab(*args, *extra, db=tmp_path / "db"), says)
+    assert time.perf_counter() - t0 < 20
+
+
+def test_a_body_that_stops_coming_gets_a_408(tmp_path):
+    import socket
+
+    with ServerProcess(["--db", str(tmp_path / "db"), "serve", "-m", "smollm2", "--header-timeout", "1",
+                        "-q"]) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            assert b" 408 " in sock.recv(200).split(b"\r\n")[0]

@@ -114,14 +114,16 @@ MARK_OPEN, MARK_CLOSE = "\ue000", "\ue001"  # private-use characters: never in a
 
 def template_segments(template: str | None, messages: list[Message], *, bos: str = "", eos: str = "",
                       add_generation_prompt: bool = True) -> list[tuple[str, bool]] | None:
-    """The rendered prompt cut into (text, is_content) pieces: the template's markup, and each
+    """The rendered prompt cut into (text, is_message_text) pieces: the template's markup, and each
     message's own text, which a tokenizer must read as plain text (so a message that spells
     ``<|im_end|>`` cannot close its turn).
 
     The template is rendered twice: with the real texts, and with a sentinel in place of each text.
     The sentinel rendering shows where the markup ends and a message's text begins; walking the
     real rendering along it checks that each text went in as it is or stripped (as templates that
-    ``| trim`` do). None when the template transforms texts in another way.
+    ``| trim`` do), and then the pieces are exactly the real rendering. A template that rewrites
+    texts in another way gets its markup with the texts as given. None only when the template
+    mangles the sentinels themselves (slices or changes a text), so nothing can be told apart.
 
     >>> template_segments("{% for m in messages %}<s>{{ m['content'] | trim }}</s>{% endfor %}",
     ...                   [Message("user", " hi ")])
@@ -129,32 +131,41 @@ def template_segments(template: str | None, messages: list[Message], *, bos: str
     """
     real = render_template(template, messages, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
     texts = [m.content for m in messages]
-    if any(MARK_OPEN in t or MARK_CLOSE in t for t in texts):
-        return None
+    # sentinels are private-use characters plus a number; message texts never reach the sentinel
+    # rendering, so a text that itself holds these characters cannot confuse the split
     marked = [Message(m.role, f"{MARK_OPEN}{i}{MARK_CLOSE}") for i, m in enumerate(messages)]
     shape = render_template(template, marked, bos=bos, eos=eos, add_generation_prompt=add_generation_prompt)
-    pieces: list[tuple[str, bool]] = []
-    pos = 0
+    layout: list[str | int] = []  # markup strings and message indices, in order
     for k, part in enumerate(shape.split(MARK_OPEN)):
         if k:
             index, sep, part = part.partition(MARK_CLOSE)
             if not sep or not index.isdigit() or int(index) >= len(texts):
                 return None
-            text = texts[int(index)]
-            for candidate in (text, text.strip()):
+            layout.append(int(index))
+        layout.append(part)
+    pieces = _walk(real, layout, texts)
+    if pieces is None:  # the template rewrote a text: its markup, the texts as given
+        pieces = [(texts[x], True) if isinstance(x, int) else (x, False) for x in layout]
+    return [(t, c) for t, c in pieces if t]
+
+
+def _walk(real: str, layout: list[str | int], texts: list[str]) -> list[tuple[str, bool]] | None:
+    pieces, pos = [], 0
+    for x in layout:
+        if isinstance(x, int):
+            for candidate in (texts[x], texts[x].strip()):
                 if real.startswith(candidate, pos):
                     break
             else:
                 return None
             pieces.append((candidate, True))
             pos += len(candidate)
-        if not real.startswith(part, pos):
+        elif real.startswith(x, pos):
+            pieces.append((x, False))
+            pos += len(x)
+        else:
             return None
-        pieces.append((part, False))
-        pos += len(part)
-    if pos != len(real):
-        return None
-    return [(t, c) for t, c in pieces if t]
+    return pieces if pos == len(real) else None
 
 
 def drop_oldest_turns(messages: list[Message], fits) -> tuple[list[Message], int]:

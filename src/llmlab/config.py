@@ -54,8 +54,8 @@ class GenerationConfig:
             raise bad(f"seed must be a whole number from 0 to {2**32 - 2}, got {self.seed!r}")
         if not _is_number(self.repeat_penalty) or not 0 < self.repeat_penalty <= 1e6:
             raise bad(f"repeat_penalty must be > 0 (1.0 = off), got {self.repeat_penalty!r}")
-        if any(not isinstance(s, str) or s == "" for s in self.stop):
-            raise bad(f"stop must be non-empty strings, got {list(self.stop)!r}")
+        if any(not isinstance(s, str) or s == "" or not _encodable(s) for s in self.stop):
+            raise bad(f"stop must be non-empty strings of valid Unicode, got {list(self.stop)!r}")
 
     @property
     def greedy(self) -> bool:
@@ -75,6 +75,14 @@ class GenerationConfig:
 
 
 INT32 = 2**31 - 1  # what llama.cpp's int fields hold
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, as JSON's "\ud800" gives
+        return False
+    return True
 
 
 def _is_int(v) -> bool:

@@ -162,8 +162,11 @@ class Store:
         command refuses before generating instead of losing the call afterwards."""
         path = Path(path).expanduser() if path else default_db_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
+            if not write and not path.exists():  # reading a log that is not there creates nothing
+                conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, timeout=5, check_same_thread=False, isolation_level=None)
             conn.row_factory = sqlite3.Row
             store = cls(conn, path)
             store._migrate()

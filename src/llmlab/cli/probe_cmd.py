@@ -73,7 +73,14 @@ def probe(
     if out is not None:
         from ..probes.report import write_outputs
 
-        paths = write_outputs(runs, out)
+        try:
+            paths = write_outputs(runs, out)
+        except OSError as exc:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"could not write the results into {out}: {exc.strerror or exc} "
+                              f"({exc.filename or out}); the runs are saved in the store as probe runs "
+                              f"{', '.join(str(r.id) for r in runs)}") from None
         err("wrote " + ", ".join(str(p) for p in paths))
     total = sum(count_generations(s, samples, limit) for s in suites) * len(models)
     err(f"{total} answers from {len(models)} model(s) on {len(suites)} suite(s); "

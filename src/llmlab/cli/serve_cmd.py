@@ -59,7 +59,8 @@ def serve(
         help="on SIGTERM or Ctrl-C, seconds that running requests get to finish before they are "
         "ended with an error")] = 10.0,
     header_timeout: Annotated[float, typer.Option(
-        help="seconds a connection may take to send its request headers")] = 10.0,
+        help="seconds a connection may take to send its request headers, and to send each piece of "
+        "its body")] = 10.0,
 ):
     """Serve local models over HTTP: OpenAI-compatible /v1 and Ollama-compatible /api."""
     for name, value, low in (("--port", port, 1), ("--parallel", parallel, 1),
@@ -68,9 +69,13 @@ def serve(
         if value < low or (name == "--port" and value > 65535):
             raise ConfigError(f"{name} must be >= {low}" + (" and <= 65535" if name == "--port" else "")
                               + f", got {value}")
-    if api_key is not None and not api_key.strip():
+    if api_key is not None and not api_key.strip():  # said on purpose: off, whatever the environment
         err("warning: --api-key is empty, so authentication is off: any client may use this server")
-    api_key = (api_key or "").strip() or os.environ.get("LLMLAB_API_KEY") or None
+        api_key = None
+    else:
+        api_key = (api_key or os.environ.get("LLMLAB_API_KEY") or "").strip() or None
+    if api_key is not None and not api_key.isascii():
+        raise ConfigError("the API key must be ASCII text (HTTP headers carry no other)")
     _check_port(host, port)
     for name, seconds in (("--grace", grace), ("--header-timeout", header_timeout)):
         if not seconds > 0:
@@ -90,7 +95,8 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         err(f"serving {', '.join(models.by_name)} at http://{shown}:{port} "
             f"(OpenAI API: http://{shown}:{port}/v1, Ollama API: http://{shown}:{port}/api)")
-        server.run(create_app(models, api_key=api_key, max_body=max_body), models, host=host, port=port,
+        app = create_app(models, api_key=api_key, max_body=max_body, body_timeout=header_timeout)
+        server.run(app, models, host=host, port=port,
                    grace=grace, header_timeout=header_timeout, quiet=quiet)
     finally:
         models.close()  # waits for the workers, so every call is logged

@@ -222,11 +222,18 @@ class EvalResult:
     def save(self, out: str | Path) -> Path:
         """Write predictions.csv, report.json, report.md and confusion.png into ``out``."""
         out = Path(out).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        self.predictions.to_csv(out / "predictions.csv", index=False)
-        (out / "report.json").write_text(json.dumps(self.report, indent=2, default=_json_default))
-        (out / "report.md").write_text(self.to_markdown())
-        self.plot_confusion(out / "confusion.png")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.predictions.to_csv(out / "predictions.csv", index=False)
+            (out / "report.json").write_text(json.dumps(self.report, indent=2, default=_json_default))
+            (out / "report.md").write_text(self.to_markdown())
+            self.plot_confusion(out / "confusion.png")
+        except OSError as exc:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"could not write the report into {out}: {exc.strerror or exc} "
+                              f"({exc.filename or out}); every prediction is stored, so the same command "
+                              "with another --out writes it without computing again") from None
         return out
 
     def plot_confusion(self, path: str | Path) -> None:

@@ -63,6 +63,15 @@ def plan(models: list[str], strategies: list[str], methods: list[str], repeats: 
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
     sampled = generation.get("temperature", 0) != 0 and generation.get("do_sample", True)
+    if sampled and repeats > 1 and generation.get("seed") is not None:
+        from ..config import GenerationConfig
+
+        last = generation["seed"] + repeats - 1  # repeat k samples with seed + k
+        try:
+            GenerationConfig(seed=last)
+        except ConfigError as exc:
+            raise ConfigError(f"--seed {generation['seed']} with --repeats {repeats} reaches seed {last}: "
+                              f"{exc}") from None
     out = []
     for model in models:
         for strategy, method in pairs:

@@ -157,16 +157,16 @@ class Model(ABC):
 
         The rendering is cut at the template's control tokens only, and the text between two of them
         (markup and message text together) is tokenized in one piece, as a tokenizer that parses
-        special tokens does: an ordinary chat gets exactly the ids of its whole rendering. A template
-        that rewrites message texts (beyond trimming them) cannot be cut into markup and text; its
-        rendering is then read whole, control tokens included.
+        special tokens does: an ordinary chat gets exactly the ids of its whole rendering.
         """
         if isinstance(prompt, str):
             return self.encode(prompt)
         info = self.info
         pieces = template_segments(info.chat_template, prompt, bos=info.bos_token, eos=info.eos_token)
         if pieces is None:
-            return self.encode(self.render(prompt))
+            raise PromptError("this model's chat template changes message texts in a way that cannot be "
+                              "told apart from its markup, so llmlab cannot keep them plain text; pass a "
+                              "raw string prompt instead")
         rendered = "".join(text for text, _ in pieces)
         ids = [] if info.bos_token and rendered.startswith(info.bos_token) else self.encode("")
         plain: list[str] = []

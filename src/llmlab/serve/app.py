@@ -11,6 +11,7 @@ the chat template of a served model: ``GET /props?model=NAME`` and ``POST /token
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -38,10 +39,11 @@ def _render(path: str, err: ApiError) -> JSONResponse:
 class Guard:
     """API key check and body size limit, before any route runs."""
 
-    def __init__(self, app, api_key: str | None, max_body: int):
+    def __init__(self, app, api_key: str | None, max_body: int, body_timeout: float = 30.0):
         self.app = app
         self.api_key = api_key
         self.max_body = max_body
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -62,7 +64,12 @@ class Guard:
         # read the body here, counting, so a chunked upload cannot exceed the limit either
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:  # a body that stops coming must not hold the connection forever
+                message = await asyncio.wait_for(receive(), self.body_timeout)
+            except TimeoutError:
+                late = ApiError(408, f"the request body did not arrive within {self.body_timeout:g} s",
+                                code="request_timeout")
+                return await _render(path, late)(scope, receive, send)
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -102,7 +109,8 @@ class TokenizeRequest(BaseModel):
     with_pieces: bool = False
 
 
-def create_app(models: ServedModels, *, api_key: str | None = None, max_body: int = 1 << 20):
+def create_app(models: ServedModels, *, api_key: str | None = None, max_body: int = 1 << 20,
+               body_timeout: float = 30.0):
     from . import ollama_api, openai_api
 
     app = FastAPI(title="llmlab serve", version="1", docs_url="/docs", redoc_url=None)
@@ -166,4 +174,4 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
             return {"tokens": [t.id for t in tokens]}
         return {"tokens": await call(served, lambda: model.token_ids(req.content, special=True))}
 
-    return Guard(app, api_key, max_body)
+    return Guard(app, api_key, max_body, body_timeout)

@@ -108,7 +108,7 @@ def budget(model, prompt, requested: int | None) -> int:
     if requested is not None and requested <= left:
         return requested
     if requested is not None:
-        log.info("asked for %d new tokens; %d fit after the %d-token prompt, so %d it is",
+        log.warning("asked for %d new tokens; %d fit after the %d-token prompt, so %d it is",
                  requested, left, used, left)
     return left
 
@@ -120,10 +120,11 @@ def as_message(role: str, content) -> Message:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if isinstance(part, dict) and part.get("type") == "text":
-                texts.append(str(part.get("text", "")))
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
             else:
-                raise ApiError(400, "only text content parts are supported", param="messages")
+                raise ApiError(400, "only text content parts ({\"type\": \"text\", \"text\": \"...\"}) are "
+                               "supported", param="messages")
         content = "".join(texts)
     if content is None:
         content = ""
@@ -153,12 +154,15 @@ async def start(served: Served, fn, top_logprobs: int | None = None):
 
 
 async def generation(models: ServedModels, name: str | None, prompt, config: GenerationConfig,
-                     top_logprobs: int | None = None):
-    """Queue one generation; returns (served, async iterator of (kind, value))."""
+                     top_logprobs: int | None = None, request=None):
+    """Queue one generation; returns (served, async iterator of (kind, value)). A client of
+    ``request`` that leaves while the request waits or its prompt is evaluated (before the first
+    token, when no response has started) cancels it too."""
     served = models.get(name)
     if isinstance(prompt, list) and not served.model.info.chat_template:
         raise ApiError(400, f"model {served.name} has no chat template; use the completions endpoint")
-    results, first = await start(served, run_generation(served.model, prompt, config), top_logprobs)
+    results, first = await until_gone(
+        request, start(served, run_generation(served.model, prompt, config), top_logprobs))
 
     async def chained():
         try:
@@ -192,23 +196,31 @@ async def collect(events, request=None, items: list | None = None):
                 response, rest = value
                 items.extend(rest)
 
+    try:
+        await until_gone(request, read())
+    except ClientGone:
+        await events.aclose()
+        raise
+    return "".join(pieces), items, response
+
+
+async def until_gone(request, awaitable):
+    """Await ``awaitable``, unless the client of ``request`` disconnects first: then it is cancelled
+    and ``ClientGone`` raised. Without a request, just await it."""
     if request is None:
-        await read()
-        return "".join(pieces), items, response
-    reader = asyncio.ensure_future(read())
+        return await awaitable
+    task = asyncio.ensure_future(awaitable)
     watcher = asyncio.ensure_future(_disconnected(request))
     try:
-        await asyncio.wait({reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         watcher.cancel()
-    if not reader.done():  # the client left: stop generating for nobody
-        reader.cancel()
+    if not task.done():  # the client left: stop working for nobody
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await reader
-        await events.aclose()
+            await task
         raise ClientGone()
-    reader.result()  # an error in the generation is raised here
-    return "".join(pieces), items, response
+    return task.result()
 
 
 class ClientGone(Exception):
@@ -241,8 +253,27 @@ def logprob_entry(lp: TokenLogprob) -> dict:
                              for t, v in lp.top]}
 
 
-async def call(served: Served, compute):
-    """Run ``compute()`` in the model's queue (serialized with its generations); returns its value."""
-    results, first = await start(served, lambda work: work.emit("value", compute()))
+async def call(served: Served, compute, request=None):
+    """Run ``compute()`` in the model's queue (serialized with its generations); returns its value.
+
+    With ``request``, ``compute`` takes the work's cancel event, which is set when the client leaves,
+    so a long computation (echo log-probabilities of a long prompt) can stop at its next batch.
+    """
+    if request is None:
+        results, first = await start(served, lambda work: work.emit("value", compute()))
+    else:
+        results, first = None, None
+        work_events = []
+
+        def fn(work):
+            work_events.append(work.cancelled)
+            work.emit("value", compute(work.cancelled))
+
+        try:
+            results, first = await until_gone(request, start(served, fn))
+        except ClientGone:
+            for event in work_events:
+                event.set()
+            raise
     await results.aclose()
     return first[1] if first else None

@@ -172,7 +172,11 @@ class Engine:
         slot = self._pick_slot(job.tokens)
         try:
             seq = _Seq(job, slot, self._sampler(job.config))
-            last_index = self._prefill(job.tokens, slot)
+            last_index = self._prefill(job.tokens, slot, job.cancelled)
+            if last_index is None:  # its client left during the prompt
+                self._forget(slot)
+                job.out.put(LogprobChunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
+                return
             seq.pos = len(job.tokens)
             self.active.append(seq)
             self._take(seq, last_index)
@@ -207,8 +211,9 @@ class Engine:
         self.free.remove(best)
         return best
 
-    def _prefill(self, tokens: list[int], slot: int) -> int:
-        """Evaluate a prompt in one sequence slot; returns the batch index of its last logits.
+    def _prefill(self, tokens: list[int], slot: int, cancelled: threading.Event | None = None) -> int | None:
+        """Evaluate a prompt in one sequence slot; returns the batch index of its last logits, or None
+        when ``cancelled`` is set between two batches (a long prompt's client left).
 
         The slot's cells for a prefix it already holds are kept (at least the last token is evaluated
         again, for fresh logits).
@@ -224,6 +229,8 @@ class Engine:
         b = self.batch.batch
         part: list[int] = []
         for start in range(keep, len(tokens), self.n_batch):
+            if cancelled is not None and cancelled.is_set():
+                return None
             part = tokens[start:start + self.n_batch]
             for i, tok in enumerate(part):
                 b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, start + i, 1, False
@@ -320,7 +327,8 @@ class Engine:
             top = [(self._piece(int(t)), float(row[t])) for t in best[np.argsort(-row[best])]]
         return TokenLogprob(self._piece(tok), float(row[tok]), top, tok)
 
-    def exact_prompt_logprobs(self, inner, tokens: list[int], n_top: int) -> list[TokenLogprob]:
+    def exact_prompt_logprobs(self, inner, tokens: list[int], n_top: int,
+                              cancelled: threading.Event | None = None) -> list[TokenLogprob]:
         """Log-probability of every prompt token given the ones before it, computed on the loaded
         model's own context (no flash attention), so that ``echo`` gives the same values as scoring
         in process; the engine's flash-attention context differs by up to a few tenths of a nat on
@@ -333,6 +341,8 @@ class Engine:
         llm.n_tokens = 0
         try:
             for start in range(0, len(tokens), llm.n_batch):
+                if cancelled is not None and cancelled.is_set():
+                    raise BackendError("the client left before the log-probabilities were ready")
                 part = tokens[start:start + llm.n_batch]
                 rows = inner._decode_rows(part, start)
                 for i in range(len(part)):

@@ -112,11 +112,13 @@ class EngineModel(Model):
             if not finished:  # closed early: the engine drops the sequence at its next step
                 job.cancelled.set()
 
-    def prompt_logprobs(self, text: str, n_top: int = 0) -> list[TokenLogprob]:
-        """Log-probability of each token of ``text`` given those before it (``echo``)."""
+    def prompt_logprobs(self, text: str, n_top: int = 0, cancelled: threading.Event | None = None
+                        ) -> list[TokenLogprob]:
+        """Log-probability of each token of ``text`` given those before it (``echo``); stops at the
+        next batch once ``cancelled`` is set."""
         tokens = self.encode(text)
         with self._lock:  # on the inner model's context, exactly as in-process scoring
-            result = self.engine.exact_prompt_logprobs(self.inner, tokens, n_top)
+            result = self.engine.exact_prompt_logprobs(self.inner, tokens, n_top, cancelled)
         bos = self.info.bos_token
         if len(result) > 1 and bos and result[0].token == bos and not text.startswith(bos):
             result = result[1:]  # the BOS the model adds is not part of the text echoed back
@@ -333,13 +335,20 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
 
     given = load_options(n_ctx=n_ctx, threads=threads)
     targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
+    embedders = [parse_spec(spec) for spec in embedding_specs]
     names: dict[str, str] = {}
+
+    def claim(name: str, model: str) -> None:
+        if names.setdefault(name, model) != model:
+            raise ConfigError(f"two models are served under the name {name!r}: {names[name]} and {model}")
+
     for alias, target in targets:  # every name and option is checked before the first model loads
         check_options(target, given)
         for name in ([alias] if alias else []) + [target]:
-            if names.setdefault(name, target) != target:
-                raise ConfigError(f"two models are served under the name {name!r}: {names[name]} and "
-                                  f"{target}")
+            claim(name, target)
+    for alias, target in embedders:
+        for name in ([alias] if alias else []) + _embedding_names(target):
+            claim(name, "embedding " + EMBEDDING_ALIASES.get(target, target))
     served = ServedModels()
     loaded: dict[str, Served] = {}
     for alias, target in targets:
@@ -360,14 +369,20 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
             served.add(loaded[target])
         if alias:
             served.add(loaded[target], alias)
-    for spec in embedding_specs:
-        alias, target = parse_spec(spec)
-        entry = Served(target, load_embedder(target), "embed", 1, queue_size)
-        names = [alias] if alias else []
-        if target in EMBEDDING_ALIASES:  # the bundled MiniLM answers to all its usual names
-            names += [a for a in EMBEDDING_ALIASES if a != target]
-        served.add(entry, *names)
+    embedded: dict[str, Served] = {}
+    for alias, target in embedders:
+        key = EMBEDDING_ALIASES.get(target, target)
+        if key not in embedded:  # -e minilm -e all-minilm: one model, every name
+            embedded[key] = Served(target, load_embedder(target), "embed", 1, queue_size)
+        served.add(embedded[key], *([alias] if alias else []), *_embedding_names(target))
     return served
+
+
+def _embedding_names(target: str) -> list[str]:
+    """The names an embedding model answers to: the bundled MiniLM answers to all its usual ones."""
+    if target in EMBEDDING_ALIASES:
+        return [a for a in EMBEDDING_ALIASES if EMBEDDING_ALIASES[a] == EMBEDDING_ALIASES[target]]
+    return [target]
 
 
 def load_embedder(spec: str):

@@ -133,7 +133,7 @@ async def _run(req: _Request, request: Request, prompt, key: str):
     top = (req.top_logprobs or 0) if req.logprobs else None
     if top is not None and not hasattr(served.model, "prompt_logprobs"):
         raise ApiError(400, "log-probabilities are available for GGUF models only")
-    served, events = await generation(models, req.model, prompt, config, top)
+    served, events = await generation(models, req.model, prompt, config, top, request)
 
     def piece(text: str) -> dict:
         return {"role": "assistant", "content": text} if key == "message" else text

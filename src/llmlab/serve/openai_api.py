@@ -154,7 +154,8 @@ async def chat_completions(req: ChatRequest, request: Request):
     extra = req.model_extra or {}
     if extra.get("tools") or extra.get("functions"):
         raise ApiError(400, "tool calling is not supported by llmlab serve yet", param="tools")
-    if (extra.get("response_format") or {}).get("type", "text") != "text":
+    fmt = extra.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type", "text") != "text"):
         raise ApiError(400, "response_format other than text is not supported by llmlab serve yet",
                        param="response_format")
     messages = [as_message(m.role, m.content) for m in req.messages]
@@ -169,7 +170,7 @@ async def chat_completions(req: ChatRequest, request: Request):
     def lp(items):
         return {"content": [logprob_entry(x) for x in items]} if req.logprobs else None
 
-    served, events = await generation(models, req.model, messages, config, _top(req))
+    served, events = await generation(models, req.model, messages, config, _top(req), request)
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
 
@@ -220,13 +221,14 @@ async def _completions(req: CompletionRequest, request: Request):
     echoed = []
     if req.echo and req.logprobs is not None:
         model = served.model
-        echoed = await call(served, lambda: model.prompt_logprobs(prompt, req.logprobs))
-    if req.max_tokens == 0:
-        return _completion_body(rid, created, req, prompt, "", echoed, "length",
-                                {"prompt_tokens": len(echoed), "completion_tokens": 0,
-                                 "total_tokens": len(echoed)})
+        echoed = await call(served, lambda cancelled: model.prompt_logprobs(prompt, req.logprobs, cancelled),
+                            request)
+    if req.max_tokens == 0:  # echo only (max_tokens 0 needs echo, checked above)
+        n = len(echoed) or await call(served, lambda: served.model.count_tokens(prompt))
+        return _completion_body(rid, created, req, prompt, prompt, echoed, "length",
+                                {"prompt_tokens": n, "completion_tokens": 0, "total_tokens": n})
     config = make_config(max_new_tokens=budget(served.model, prompt, req.max_tokens), **_settings(req))
-    served, events = await generation(models, req.model, prompt, config, _top(req))
+    served, events = await generation(models, req.model, prompt, config, _top(req), request)
     head_text = prompt if req.echo else ""
 
     def chunk(text: str, items, reason=None) -> dict:

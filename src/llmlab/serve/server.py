@@ -17,6 +17,7 @@ Two things uvicorn does not do on its own:
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -80,6 +81,13 @@ class Server(uvicorn.Server):
 
 def run(app, models: ServedModels, *, host: str, port: int, grace: float = 10.0,
         header_timeout: float = 10.0, quiet: bool = False) -> None:
+    # llmlab's own notes (a clamped token limit, a failed request) go to stderr beside uvicorn's
+    log = logging.getLogger("llmlab.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("llmlab: %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
     protocol = type("Deadline", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
     config = uvicorn.Config(app, host=host, port=port, http=protocol, lifespan="off",
                             log_level="warning" if quiet else "info", access_log=not quiet,
