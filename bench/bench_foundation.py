@@ -64,7 +64,9 @@ def first_byte_seconds(cmd: list[str], env: dict) -> float:
 RAW_SCRIPT = """
 import sys
 from llama_cpp import Llama
-llm = Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads={threads}, verbose=False)
+from llmlab.models.cpu import llama_params  # the same weight layout as llmlab (no AMX crash)
+with llama_params():
+    llm = Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads={threads}, verbose=False)
 for chunk in llm.create_completion(sys.argv[3], max_tokens=32, temperature=0.0, stream=True):
     t = chunk["choices"][0]["text"]
     if t:
@@ -88,7 +90,10 @@ def main() -> None:
     rows = []
 
     model = load_model("smollm2", log=False, n_ctx=N_CTX, n_threads=threads)
-    raw = Llama(path, n_ctx=N_CTX, n_threads=threads, verbose=False)
+    from llmlab.models.cpu import llama_params
+
+    with llama_params():  # the same weight layout as llmlab's, which also keeps AMX CPUs alive
+        raw = Llama(path, n_ctx=N_CTX, n_threads=threads, verbose=False)
     raw_decode(raw, 16), llmlab_decode(model, 16)  # warm-up
     raw_rates, ours_rates, counts = [], [], set()
     for _ in range(args.repeats):
