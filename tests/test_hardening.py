@@ -226,9 +226,13 @@ def test_a_large_num_predict_is_clamped_to_the_window(server):
                                                 "stream": False, "options": {"num_predict": 100000}})
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["prompt_eval_count"] + out["eval_count"] <= 2048 and out["done_reason"] == "length"
-    r = server.http.post("/v1/completions", json={"model": "smollm2", "prompt": prompt, "max_tokens": 100000})
-    assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length"
+    # the answer fits the window (sampled, it may also end by itself before the limit)
+    assert out["prompt_eval_count"] + out["eval_count"] <= 2048 and out["done_reason"] in ("length", "stop")
+    r = server.http.post("/v1/completions", json={"model": "smollm2", "prompt": prompt, "max_tokens": 100000,
+                                                  "temperature": 0})
+    assert r.status_code == 200, r.text
+    usage = r.json()["usage"]
+    assert usage["prompt_tokens"] + usage["completion_tokens"] <= 2048
 
 
 @pytest.mark.parametrize("path, extra", [
