@@ -71,6 +71,7 @@ def run() -> None:
 
 # Commands live in their own modules; importing them registers them on `app`.
 from . import foundation  # noqa: E402,F401,I001
+from . import info_cmd  # noqa: E402,F401,I001
 from . import eval_cmd  # noqa: E402,F401,I001
 from . import serve_cmd  # noqa: E402,F401,I001
 from . import probe_cmd  # noqa: E402,F401,I001

@@ -13,7 +13,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ..chat import (
     Message,
@@ -346,72 +345,3 @@ class Response:
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"
         return f"<Response {state} {self.usage.completion_tokens} tokens: {''.join(self._pieces)[:40]!r}>"
-
-
-class StopFilter:
-    """Streams generated text without ever showing a stop string: text that might be the start of
-    one is held back until the next piece decides; at a complete one the text is cut there.
-
-    >>> f = StopFilter(["\\n\\n"])
-    >>> f.feed("Hello\\n"), f.feed("\\nWorld"), f.stopped
-    ('Hello', '', True)
-    """
-
-    def __init__(self, stops=()):
-        self.stops = tuple(stops or ())
-        self.held = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        """Add generated text; returns what is safe to show now (all of it, at a stop string)."""
-        self.held += piece
-        if self.stops:
-            cut = find_stop(self.held, self.stops)
-            if cut is not None:
-                self.held, self.stopped = self.held[:cut], True
-                safe = len(self.held)
-            else:
-                safe = len(self.held) - partial_stop(self.held, self.stops)
-        else:
-            safe = len(self.held)
-        out, self.held = self.held[:safe], self.held[safe:]
-        return out
-
-    def rest(self, tail: str = "") -> str:
-        """The held-back text at the end, with the decoder's last ``tail`` unless a stop string came."""
-        out = self.held + ("" if self.stopped else tail)
-        self.held = ""
-        return out
-
-
-def find_stop(text: str, stops: tuple[str, ...]) -> int | None:
-    hits = [text.find(s) for s in stops if s in text]
-    return min(hits) if hits else None
-
-
-def partial_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Length of the longest tail of ``text`` that is a proper prefix of a stop string."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best
-
-
-def check_gguf(path: Path) -> None:
-    """Fail clearly on a missing file or one that is not GGUF, before a backend tries it."""
-    from ..errors import ModelLoadError
-
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelLoadError(f"{path} is a directory, not a .gguf file")
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from exc
-    if magic != b"GGUF":
-        raise ModelLoadError(f"{path} is not a GGUF model file (it does not start with the GGUF magic)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import ModelInfo, check_gguf
+from .base import ModelInfo
 
 _INSTRUCT = re.compile(r"(instruct|chat|\bit\b|-it\b|_it\b|sft|dpo|rlhf)", re.I)
 
@@ -131,3 +131,20 @@ def _int(v) -> int | None:
         return int(v)
     except (TypeError, ValueError):
         return None
+
+
+def check_gguf(path: Path) -> None:
+    """Fail clearly on a missing file or one that is not GGUF, before a backend tries it."""
+    from ..errors import ModelLoadError
+
+    if not path.exists():
+        raise ModelLoadError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelLoadError(f"{path} is a directory, not a .gguf file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF model file (it does not start with the GGUF magic)")

@@ -30,8 +30,10 @@ from pathlib import Path
 from ..chat import Message, check_prompt
 from ..config import GenerationConfig
 from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
-from .base import Chunk, Model, ModelInfo, StopFilter, Token, Usage, check_gguf
+from .base import Chunk, Model, ModelInfo, Token, Usage
+from .gguf_meta import check_gguf
 from .llamacpp import DEFAULT_MAX_CTX, default_threads
+from .stops import StopFilter
 
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 from ..chat import Message
 from ..config import GenerationConfig
 from ..errors import BackendError, ContextOverflowError, MissingDependencyError, ModelLoadError, PromptError
-from .base import Chunk, Model, StopFilter, Token, Usage, check_gguf
+from .base import Chunk, Model, Token, Usage
+from .gguf_meta import check_gguf
+from .stops import StopFilter
 
 DEFAULT_MAX_CTX = 8192  # a larger trained window is capped to keep the KV cache small on a laptop
 

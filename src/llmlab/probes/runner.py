@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..errors import ConfigError, LlmlabError
-from ..models.base import find_stop
+from ..models.stops import find_stop
 from .judges import Judge
 from .llm_judge import LLMJudge, agreement
 from .measures import Figure, Record, figures_for

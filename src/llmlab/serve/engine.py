@@ -43,7 +43,8 @@ import numpy as np
 
 from ..config import GenerationConfig
 from ..errors import BackendError, ContextOverflowError
-from ..models.base import Chunk, StopFilter, Usage
+from ..models.base import Chunk, Usage
+from ..models.stops import StopFilter
 
 PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
 
