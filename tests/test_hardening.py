@@ -4,6 +4,7 @@ and the tracebacks, silent changes and meaningless values a user could cause. On
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 
@@ -46,17 +47,11 @@ def _calls(server) -> list[tuple]:
 def test_an_abandoned_non_streamed_request_stops_generating(server, path, body):
     small = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
              "stream": False, "options": {"num_predict": 3}}
-    t0 = time.perf_counter()
-    assert server.http.post(path, json=small).status_code == 200
-    alone = time.perf_counter() - t0
     before = len(_calls(server))
     with pytest.raises(httpx.TimeoutException):  # the client gives up after a second
         httpx.post(server.url + path, json=body, timeout=1.0)
-    t0 = time.perf_counter()
     assert server.http.post(path, json=small).status_code == 200
-    waited = time.perf_counter() - t0
-    # 1,500 tokens take about 15 s here: the next request did not wait for them
-    assert waited < alone + 3, (waited, alone)
+    # 1,500 tokens take about 15 s here; the abandoned request was logged as cut short, before them
     abandoned = _calls(server)[before]
     assert abandoned[1] == "interrupted" and abandoned[2] == 1 and abandoned[0] < 1500
 
@@ -401,15 +396,17 @@ def test_the_clamp_is_said_in_the_server_log(server):
 ])
 def test_an_abandoned_long_prompt_stops_between_batches(server, path, body):
     small = {"model": "smollm2", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}
-    t0 = time.perf_counter()
-    assert server.http.post("/v1/chat/completions", json=small).status_code == 200
-    alone = time.perf_counter() - t0
+    before = server.log.read_text()
+    body = dict(body, prompt="Fresh start. " + body["prompt"])  # no cached prefix from an earlier test
     with pytest.raises(httpx.TimeoutException):
         httpx.post(server.url + path, json=body, timeout=0.5)
-    t0 = time.perf_counter()
+    # the next request is answered once the model is free again: by then the long prompt was given up
     assert server.http.post("/v1/chat/completions", json=small).status_code == 200
-    # the 1,900-token prompt takes about 6 s here; one 512-token batch about 1.7 s
-    assert time.perf_counter() - t0 < alone + 3.5
+    said = re.findall(r"a client left after (\d+) of its prompt's (\d+) tokens",
+                      server.log.read_text()[len(before):])
+    assert said, "the abandoned prompt was evaluated to the end"
+    done, total = map(int, said[-1])
+    assert total > 1900 and done < total and done % 512 == 0
 
 
 @pytest.mark.parametrize("args, says", [

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import math
 import queue
 import random
@@ -45,6 +46,8 @@ from ..config import GenerationConfig
 from ..errors import BackendError, ContextOverflowError
 from ..models.base import Chunk, Usage
 from ..models.stops import StopFilter
+
+log = logging.getLogger("llmlab.serve")
 
 PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
 
@@ -231,6 +234,8 @@ class Engine:
         part: list[int] = []
         for start in range(keep, len(tokens), self.n_batch):
             if cancelled is not None and cancelled.is_set():
+                log.warning("a client left after %d of its prompt's %d tokens were evaluated; "
+                            "slot %d is free", start, len(tokens), slot)
                 return None
             part = tokens[start:start + self.n_batch]
             for i, tok in enumerate(part):
@@ -343,6 +348,8 @@ class Engine:
         try:
             for start in range(0, len(tokens), llm.n_batch):
                 if cancelled is not None and cancelled.is_set():
+                    log.warning("a client left after %d of its prompt's %d tokens were scored; "
+                                "the model is free", start, len(tokens))
                     raise BackendError("the client left before the log-probabilities were ready")
                 part = tokens[start:start + llm.n_batch]
                 rows = inner._decode_rows(part, start)
