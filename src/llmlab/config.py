@@ -27,6 +27,8 @@ class GenerationConfig:
     seed: int | None = None
     stop: tuple[str, ...] = field(default_factory=tuple)
     repeat_penalty: float = 1.0
+    # log-probabilities in the stream's chunks: None none, 0 the chosen token's, n also the n best
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -54,6 +56,8 @@ class GenerationConfig:
             raise bad(f"seed must be a whole number from 0 to {2**32 - 2}, got {self.seed!r}")
         if not _is_number(self.repeat_penalty) or not 0 < self.repeat_penalty <= 1e6:
             raise bad(f"repeat_penalty must be > 0 (1.0 = off), got {self.repeat_penalty!r}")
+        if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= 20):
+            raise bad(f"logprobs must be a whole number from 0 to 20 (None = off), got {self.logprobs!r}")
         if any(not isinstance(s, str) or s == "" or not _encodable(s) for s in self.stop):
             raise bad(f"stop must be non-empty strings of valid Unicode, got {list(self.stop)!r}")
 
@@ -71,6 +75,8 @@ class GenerationConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["stop"] = list(self.stop)
+        if d["logprobs"] is None:  # not asked for: the settings (and fingerprints) read as before
+            del d["logprobs"]
         return d
 
 

@@ -211,21 +211,8 @@ class Store:
 
     def log_response(self, r: Response) -> int:
         """Write one generation to the log; returns its id."""
-        info = r.model.info
-        t, u = r.timings, r.usage
-        row = {
-            "ts": _now(), "model": info.name, "backend": r.model.backend, "model_path": info.path,
-            "model_sha256": self.file_sha256(info.path) if info.path else None,
-            "settings": json.dumps(r.config.to_dict()),
-            "prompt": r.prompt if isinstance(r.prompt, str) else None,
-            "messages": json.dumps([m.to_dict() for m in r.messages]) if r.messages is not None else None,
-            "response": "".join(r._pieces), "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": u.completion_tokens, "load_s": t.load_s, "ttft_s": t.ttft_s,
-            "prefill_tps": t.prefill_tps, "decode_tps": t.decode_tps, "total_s": t.total_s,
-            "finish_reason": r.finish_reason, "interrupted": int(r.interrupted), "error": r.error,
-            "dropped_messages": r.dropped_messages,
-            "runtime": json.dumps(r.model.runtime) if getattr(r.model, "runtime", None) else None,
-        }
+        row = {"ts": _now(), **r.record()}
+        row["model_sha256"] = self.file_sha256(r.model.info.path) if r.model.info.path else None
         cols = ", ".join(row)
         marks = ", ".join("?" * len(row))
         cur = self.execute(f"INSERT INTO calls ({cols}) VALUES ({marks})", list(row.values()))

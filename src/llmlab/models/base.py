@@ -9,10 +9,10 @@ streamed or read whole, and logging each call to the store, including calls cut 
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from ..chat import (
     Message,
@@ -24,40 +24,21 @@ from ..chat import (
     template_segments,
 )
 from ..config import GenerationConfig
-from ..errors import ConfigError, ContextOverflowError, PromptError
+from ..errors import ConfigError, ContextOverflowError, NotSupportedError, PromptError
+from .events import Chunk, Timings, Token, TokenLogprob, ToolCallDelta, Usage  # noqa: F401 - re-exported
+from .response import Response
 
+if TYPE_CHECKING:
+    import threading
 
-@dataclass(frozen=True)
-class Token:
-    id: int
-    text: str
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass
-class Timings:
-    load_s: float | None = None       # loading the model, once per process
-    ttft_s: float | None = None       # call start to first generated text
-    prefill_tps: float | None = None  # prompt tokens / time to first token
-    decode_tps: float | None = None   # generated tokens after the first / time after the first
-    total_s: float | None = None
-
-
-@dataclass
-class Chunk:
-    """A piece of generated text. The last chunk of a stream may carry the finish reason and usage."""
-    text: str
-    finish_reason: str | None = None
-    usage: Usage | None = None
+# what a model can declare it does, beyond generating text:
+#   score     log-probability of given continuations (Model.score)
+#   logprobs  log-probabilities of the tokens it generates (GenerationConfig.logprobs)
+#   echo      log-probabilities of a prompt's own tokens (Model.prompt_logprobs)
+#   embed     vectors for texts (an EmbeddingModel)
+#   tools     tool calls in its stream (ToolCallDelta)
+#   grammar   output constrained to a grammar or JSON schema
+CAPABILITIES = ("score", "logprobs", "echo", "embed", "tools", "grammar")
 
 
 @dataclass
@@ -84,7 +65,7 @@ class ModelInfo:
 
 class Model(ABC):
     backend: str = "?"
-    can_score: bool = False
+    capabilities: frozenset[str] = frozenset()  # from CAPABILITIES; an instance may narrow its own
     server_templates: bool = False  # a remote server applies the chat template itself
 
     def __init__(self, info: ModelInfo):
@@ -98,8 +79,14 @@ class Model(ABC):
     # --- what a backend implements -------------------------------------------------------------
 
     @abstractmethod
-    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
-        """Generate, yielding text as it comes; a list of messages goes through the chat template."""
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """Generate, yielding chunks as they come; a list of messages goes through the chat template.
+
+        Chunks carry log-probabilities when ``config.logprobs`` is set (models that can ``logprobs``).
+        A backend that can stop sooner than at its next chunk (a long prompt's evaluation, a queue)
+        watches ``cancel``; ``Response`` checks it between chunks in any case.
+        """
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -121,7 +108,37 @@ class Model(ABC):
 
     def score(self, context: str | list[Message], continuations: list[str]) -> list[float]:
         """Log-probability of each continuation after the context (sum over its tokens)."""
-        raise NotImplementedError(f"the {self.backend} backend does not return log-probabilities")
+        raise self.unable("score")
+
+    def prompt_logprobs(self, text: str, n_top: int = 0, cancel: threading.Event | None = None
+                        ) -> list[TokenLogprob]:
+        """Log-probability of each token of ``text`` given those before it (``echo``)."""
+        raise self.unable("echo")
+
+    # --- what it can do, asked one way -------------------------------------------------------------
+
+    def can(self, capability: str) -> bool:
+        """Whether this model does ``capability`` (one of ``CAPABILITIES``)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
+        return capability in self.capabilities
+
+    def unable(self, capability: str, doing: str = "") -> NotSupportedError:
+        """The one-line error for a capability this model lacks."""
+        what = {"score": "score continuations (it returns no log-probabilities)",
+                "logprobs": "return token log-probabilities", "echo": "score a prompt's own tokens",
+                "embed": "embed texts", "tools": "call tools", "grammar": "follow a grammar"}[capability]
+        tail = f"; {doing}" if doing else ""
+        return NotSupportedError(f"{self.backend}/{self.info.name} cannot {what}{tail}")
+
+    def require(self, capability: str, doing: str = "") -> None:
+        """Raise the one-line error unless this model does ``capability``."""
+        if not self.can(capability):
+            raise self.unable(capability, doing)
+
+    @property
+    def can_score(self) -> bool:  # kept for the README's examples: the same as can("score")
+        return self.can("score")
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends with nothing to free
         """Free the model's memory."""
@@ -232,116 +249,3 @@ class Model(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.backend}/{self.info.name}>"
-
-
-class Response:
-    """One generation. Iterate it for text as it arrives, or call ``complete()``.
-
-    After it finishes (or is cut off, by Ctrl-C or by closing the iterator) it holds the text,
-    ``usage``, ``timings`` and ``interrupted``, and is logged once.
-    """
-
-    def __init__(self, model: Model, prompt: str | list[Message], config: GenerationConfig,
-                 prompt_tokens: int, dropped_messages: int = 0):
-        self.model = model
-        self.prompt = prompt
-        self.messages = None if isinstance(prompt, str) else list(prompt)
-        self.config = config
-        self.dropped_messages = dropped_messages
-        self.usage = Usage(prompt_tokens=prompt_tokens)
-        self.timings = Timings(load_s=model.load_seconds)
-        self.finish_reason: str | None = None
-        self.interrupted = False
-        self.error: str | None = None
-        self.started_at: float | None = None
-        self.done = False
-        self._pieces: list[str] = []
-        self._callbacks: list[Callable[[Response], None]] = []
-        self._iterating = False
-
-    @property
-    def text(self) -> str:
-        if not self.done and not self._iterating:
-            self.complete()
-        return "".join(self._pieces)
-
-    def __str__(self) -> str:
-        return self.text
-
-    def on_done(self, callback: Callable[[Response], None]) -> None:
-        self._callbacks.append(callback)
-
-    def complete(self) -> Response:
-        for _ in self:
-            pass
-        return self
-
-    def __iter__(self) -> Iterator[str]:
-        if self.done:
-            yield from self._pieces
-            return
-        if self._iterating:
-            raise PromptError("this response is already being streamed")
-        self._iterating = True
-        self.started_at = time.time()
-        start = time.perf_counter()
-        first = last = None
-        counted = 0
-        usage = None
-        chunks = self.model.stream(self.prompt, self.config)
-        try:
-            for chunk in chunks:
-                if chunk.text:
-                    now = time.perf_counter()
-                    if first is None:
-                        first = now
-                    last = now
-                    counted += 1
-                    self._pieces.append(chunk.text)
-                    yield chunk.text
-                if chunk.finish_reason:
-                    self.finish_reason = chunk.finish_reason
-                if chunk.usage:
-                    usage = chunk.usage
-        except (KeyboardInterrupt, GeneratorExit):
-            self.interrupted = True
-            raise
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            end = time.perf_counter()
-            if hasattr(chunks, "close"):
-                chunks.close()  # lets the backend free the model for the next call at once
-            if usage is not None:
-                self.usage.completion_tokens = usage.completion_tokens
-                self.usage.prompt_tokens = usage.prompt_tokens or self.usage.prompt_tokens
-            else:  # cut off before the backend reported usage: count what was produced
-                text = "".join(self._pieces)
-                self.usage.completion_tokens = len(self.model.tokenize(text)) if text else 0
-            # one meaning, one field: a backend that reports its own cut-off (the serving engine,
-            # when a client leaves) marks the response interrupted as a Ctrl-C does
-            if self.interrupted or self.finish_reason == "interrupted":
-                self.interrupted = True
-                self.finish_reason = "interrupted"
-            self._finish(start, first, last, end)
-
-    def _finish(self, start: float, first: float | None, last: float | None, end: float) -> None:
-        t = self.timings
-        t.total_s = end - start
-        if first is not None:
-            t.ttft_s = first - start
-            if t.ttft_s > 0 and self.usage.prompt_tokens:
-                t.prefill_tps = self.usage.prompt_tokens / t.ttft_s
-            if last is not None and last > first and self.usage.completion_tokens > 1:
-                t.decode_tps = (self.usage.completion_tokens - 1) / (last - first)
-        self.done = True
-        self._iterating = False
-        for callback in self._callbacks:
-            callback(self)
-        if self.model.logger is not None:
-            self.model.logger(self)
-
-    def __repr__(self) -> str:
-        state = "done" if self.done else "pending"
-        return f"<Response {state} {self.usage.completion_tokens} tokens: {''.join(self._pieces)[:40]!r}>"

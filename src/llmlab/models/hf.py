@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def _import_torch():
 
 class HFModel(Model):
     backend = "hf"
-    can_score = True
+    capabilities = frozenset({"score"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, dtype: str = "float32", verbose: bool = False,
@@ -115,7 +116,8 @@ class HFModel(Model):
 
     # --- generation ------------------------------------------------------------------------------
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
         ids = self.prompt_ids(prompt)
         room = self.info.context_length - len(ids)
         if room < 1:

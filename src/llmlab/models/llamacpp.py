@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import os
 import random
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def default_threads() -> int:
 
 class LlamaCppModel(Model):
     backend = "llamacpp"
-    can_score = True
+    capabilities = frozenset({"score"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int = 512, **llama_options):
@@ -104,7 +105,8 @@ class LlamaCppModel(Model):
 
     # --- generation ------------------------------------------------------------------------------
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
         import llama_cpp
 
         tokens = self.prompt_ids(prompt)

@@ -17,6 +17,7 @@ prompt longer than its ``num_ctx``; pass ``num_ctx=`` to set the window it alloc
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from ..chat import Message
@@ -62,7 +63,7 @@ def ollama_options(config: GenerationConfig, num_ctx: int | None = None) -> dict
 
 class OllamaModel(RemoteModel):
     backend = "ollama"
-    can_score = False
+    capabilities = frozenset()
     key_hint = "$OLLAMA_API_KEY"
 
     def __init__(self, model_name: str, name: str | None = None, base_url: str | None = None,
@@ -113,7 +114,8 @@ class OllamaModel(RemoteModel):
 
     # --- generation ------------------------------------------------------------------------------
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
         body = {"model": self.info.name, "stream": True,
                 "options": ollama_options(config, self.num_ctx)}
         if isinstance(prompt, str):

@@ -21,6 +21,7 @@ llama.cpp's server and llmlab serve, ``/extras/tokenize`` of llama-cpp-python's)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from functools import cached_property
 from urllib.parse import quote, urlsplit
@@ -43,7 +44,7 @@ def normalize_base_url(url: str) -> str:
 
 class OpenAIModel(RemoteModel):
     backend = "openai"
-    can_score = True
+    capabilities = frozenset({"score"})
     key_hint = "$OPENAI_API_KEY or api_key="
 
     def __init__(self, model_name: str, name: str | None = None, base_url: str | None = None,
@@ -119,7 +120,8 @@ class OpenAIModel(RemoteModel):
             params["repeat_penalty"] = config.repeat_penalty
         return params
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[Chunk]:
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
         body = self._params(config)
         body.update(stream=True, stream_options={"include_usage": True})
         if isinstance(prompt, str):

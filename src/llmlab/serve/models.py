@@ -62,7 +62,7 @@ class EngineModel(Model):
         info.context_length = engine.n_ctx_seq
         super().__init__(info)
         self.backend = inner.backend
-        self.can_score = inner.can_score
+        self.capabilities = inner.capabilities | {"logprobs", "echo"}
         self.inner = inner
         self.engine = engine
         self.load_seconds = inner.load_seconds
@@ -87,7 +87,7 @@ class EngineModel(Model):
         with self._lock:
             return self.inner.score(context, continuations)
 
-    def stream(self, prompt, config):
+    def stream(self, prompt, config, cancel=None):
         opts = REQUEST.get() or RequestOptions()
         job = Job(self.prompt_ids(prompt), config, opts.top_logprobs)
         job.cancelled = opts.cancelled  # a client that leaves frees the slot at the next step
