@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from llmlab.bench import Stat, _spawn, parse_lengths
-    from llmlab.models.cpu import ENV, _decide, cpu_path, describe
+    from llmlab.models.llamacpp.cpu import ENV, _decide, cpu_path, describe
 
     lengths = parse_lengths(args.lengths)
     models = [m.strip() for m in args.models.split(",") if m.strip()]

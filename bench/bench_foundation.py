@@ -64,7 +64,7 @@ def first_byte_seconds(cmd: list[str], env: dict) -> float:
 RAW_SCRIPT = """
 import sys
 from llama_cpp import Llama
-from llmlab.models.cpu import llama_params  # the same weight layout as llmlab (no AMX crash)
+from llmlab.models.llamacpp.cpu import llama_params  # the same weight layout as llmlab (no AMX crash)
 with llama_params():
     llm = Llama(sys.argv[1], n_ctx=int(sys.argv[2]), n_threads={threads}, verbose=False)
 for chunk in llm.create_completion(sys.argv[3], max_tokens=32, temperature=0.0, stream=True):
@@ -84,13 +84,13 @@ def main() -> None:
     from llama_cpp import Llama
 
     from llmlab import load_model
-    from llmlab.models.llamacpp import default_threads
+    from llmlab.config import default_threads
 
     path, threads = smollm2_path(), default_threads()
     rows = []
 
     model = load_model("smollm2", log=False, n_ctx=N_CTX, n_threads=threads)
-    from llmlab.models.cpu import llama_params
+    from llmlab.models.llamacpp.cpu import llama_params
 
     with llama_params():  # the same weight layout as llmlab's, which also keeps AMX CPUs alive
         raw = Llama(path, n_ctx=N_CTX, n_threads=threads, verbose=False)

@@ -51,7 +51,7 @@ def percentile(values: list[float], q: float) -> float:
 def run_raw(path: str, requests: list, max_tokens: int, n_ctx: int, threads: int) -> dict:
     from llama_cpp import Llama
 
-    from llmlab.models.cpu import llama_params
+    from llmlab.models.llamacpp.cpu import llama_params
 
     with llama_params():  # the same weight layout as llmlab's, which also keeps AMX CPUs alive
         llm = Llama(path, n_ctx=n_ctx, n_threads=threads, verbose=False)

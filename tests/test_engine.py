@@ -6,7 +6,7 @@ import pytest
 
 from llmlab.chat import Message
 from llmlab.config import GenerationConfig
-from llmlab.serve.engine import Engine, Job
+from llmlab.models.llamacpp.engine import Engine, Job
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=24)
 
@@ -35,7 +35,7 @@ def prompt(smollm2, question: str) -> list[int]:
 
 
 def test_a_shared_prefix_is_not_evaluated_again(engine, smollm2):
-    from llmlab.serve.engine import _common_prefix
+    from llmlab.models.llamacpp.engine import _common_prefix
 
     first = prompt(smollm2, "Write one sentence about the sea.")
     second = prompt(smollm2, "Write one sentence about owls.")

@@ -7,7 +7,8 @@ import pytest
 from llmlab import GenerationConfig
 from llmlab.chat import Message
 from llmlab.errors import ContextOverflowError
-from llmlab.models.llamacpp import _log_softmax, open_llama
+from llmlab.models.decoding import log_softmax as _log_softmax
+from llmlab.models.llamacpp.loader import open_llama
 from llmlab.tasks import continuations, load_task, prompt_for
 
 

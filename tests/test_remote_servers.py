@@ -22,7 +22,7 @@ KEY = "third-party-key"
 # llama-cpp-python's server has no option to turn off weight repacking (llama.cpp's own llama-server
 # has --no-repack), so it runs under llmlab's load-time setting: on a CPU with AMX it would segfault.
 # The server's code is untouched; only llama_model_default_params() is wrapped while it runs.
-SAFE_SERVER = ("import runpy\nfrom llmlab.models.cpu import llama_params\nwith llama_params():\n"
+SAFE_SERVER = ("import runpy\nfrom llmlab.models.llamacpp.cpu import llama_params\nwith llama_params():\n"
                "    runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
 QUESTION = "Where is Groningen located?"
 

@@ -14,7 +14,7 @@ import pytest
 
 from llmlab.doctor import CHECKS, death, run_child
 from llmlab.errors import ConfigError
-from llmlab.models.cpu import ENV, build_features, cpu_has_amx, cpu_path, describe
+from llmlab.models.llamacpp.cpu import ENV, build_features, cpu_has_amx, cpu_path, describe
 from llmlab.models.registry import BUNDLED, check_options
 from llmlab.serve.process import free_port
 
@@ -43,7 +43,7 @@ def test_the_policy_keeps_amx_cpus_off_the_crashing_path(monkeypatch):
 
 def test_an_amx_cpu_gets_plain_weights(monkeypatch):
     """Unit level (this machine may have no AMX): the flags of a Sapphire Rapids CPU turn them off."""
-    import llmlab.models.cpu as cpu
+    import llmlab.models.llamacpp.cpu as cpu
 
     monkeypatch.delenv(ENV, raising=False)
     flags = frozenset("fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8".split())
@@ -60,7 +60,8 @@ def test_an_amx_cpu_gets_plain_weights(monkeypatch):
 
 
 def _weight_buffers(setting: str) -> str:
-    code = ("from llmlab.models.registry import BUNDLED\nfrom llmlab.models.llamacpp import open_llama\n"
+    code = ("from llmlab.models.registry import BUNDLED\n"
+            "from llmlab.models.llamacpp.loader import open_llama\n"
             "open_llama(BUNDLED['gemma3-270m'].path(), n_ctx=256, verbose=True)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, **{ENV: setting}), timeout=300)

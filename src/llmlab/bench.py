@@ -181,7 +181,7 @@ def _machine() -> dict:
                "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
                "memory_total": psutil.virtual_memory().total}
     try:
-        from .models.cpu import cpu_path, describe
+        from .models.llamacpp.cpu import cpu_path, describe
 
         machine["llama_cpp"] = {**cpu_path().to_dict(), "summary": describe()}
     except ImportError:  # no llama-cpp-python: only other backends are measured

@@ -81,6 +81,12 @@ class GenerationConfig:
 
 
 INT32 = 2**31 - 1  # what llama.cpp's int fields hold
+DEFAULT_MAX_CTX = 8192  # a larger trained window is capped to keep the KV cache small on a laptop
+
+
+def default_threads() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def _encodable(text: str) -> bool:

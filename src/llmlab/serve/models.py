@@ -17,16 +17,12 @@ What ``llmlab serve -m/-e`` loads into these is in ``loading.py``.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import dataclasses
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from ..errors import ConfigError, ModelNotFoundError
 from ..models.base import Model
-from .engine import Engine, Job, TokenLogprob
 
 
 class QueueFull(Exception):
@@ -37,91 +33,6 @@ class ShuttingDown(Exception):
     """The server is stopping; a request still running or waiting ends with this (503)."""
 
 
-@dataclass
-class RequestOptions:
-    """What one request asks beyond ``GenerationConfig``; seen by ``EngineModel.stream``."""
-    top_logprobs: int | None = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    sink: list[TokenLogprob] = field(default_factory=list)
-
-    def drain(self) -> list[TokenLogprob]:
-        out, self.sink = self.sink, []
-        return out
-
-
-# set by the worker thread for the request it runs (a ContextVar is per thread)
-REQUEST: contextvars.ContextVar[RequestOptions | None] = contextvars.ContextVar("llmlab_request",
-                                                                               default=None)
-
-
-class EngineModel(Model):
-    """A GGUF model whose generations run in the batching engine, behind the usual interface."""
-
-    def __init__(self, inner: Model, engine: Engine):
-        info = dataclasses.replace(inner.info, extra=dict(inner.info.extra))
-        info.context_length = engine.n_ctx_seq
-        super().__init__(info)
-        self.backend = inner.backend
-        self.capabilities = inner.capabilities | {"logprobs", "echo"}
-        self.inner = inner
-        self.engine = engine
-        self.load_seconds = inner.load_seconds
-        self.logger = inner.logger
-        # generations run in the engine's context: each request's window, the slots beside it
-        self.runtime = {**inner.runtime, "n_ctx": engine.n_ctx_seq, "parallel": engine.parallel}
-        self._lock = threading.Lock()  # the inner model's own context, for score()
-
-    def encode(self, text: str) -> list[int]:
-        return self.inner.encode(text)
-
-    def token_ids(self, text: str, special: bool) -> list[int]:
-        return self.inner.token_ids(text, special)
-
-    def token_text(self, token_id: int) -> str:
-        return self.inner.token_text(token_id)
-
-    def tokenize(self, text: str):
-        return self.inner.tokenize(text)
-
-    def score(self, context, continuations):
-        with self._lock:
-            return self.inner.score(context, continuations)
-
-    def stream(self, prompt, config, cancel=None):
-        opts = REQUEST.get() or RequestOptions()
-        job = Job(self.prompt_ids(prompt), config, opts.top_logprobs)
-        job.cancelled = opts.cancelled  # a client that leaves frees the slot at the next step
-        self.engine.submit(job)
-        finished = False
-        try:
-            while not finished:
-                item = job.out.get()
-                if isinstance(item, Exception):
-                    raise item
-                opts.sink.extend(item.logprobs)
-                finished = bool(item.finish_reason)
-                yield item
-        finally:
-            if not finished:  # closed early: the engine drops the sequence at its next step
-                job.cancelled.set()
-
-    def prompt_logprobs(self, text: str, n_top: int = 0, cancelled: threading.Event | None = None
-                        ) -> list[TokenLogprob]:
-        """Log-probability of each token of ``text`` given those before it (``echo``); stops at the
-        next batch once ``cancelled`` is set."""
-        tokens = self.encode(text)
-        with self._lock:  # on the inner model's context, exactly as in-process scoring
-            result = self.engine.exact_prompt_logprobs(self.inner, tokens, n_top, cancelled)
-        bos = self.info.bos_token
-        if len(result) > 1 and bos and result[0].token == bos and not text.startswith(bos):
-            result = result[1:]  # the BOS the model adds is not part of the text echoed back
-        return result
-
-    def close(self) -> None:
-        self.engine.close()
-        self.inner.close()
-
-
 class Work:
     """One request's job for a worker thread, and the asyncio queue its results come back on."""
 
@@ -129,11 +40,7 @@ class Work:
         self.fn = fn
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
-        self.options = RequestOptions()
-
-    @property
-    def cancelled(self) -> threading.Event:
-        return self.options.cancelled
+        self.cancelled = threading.Event()  # set when its client leaves or the server stops
 
     def emit(self, kind: str, value=None) -> None:
         self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, value))
@@ -185,13 +92,11 @@ class Served:
                 continue
             with self._lock:
                 self.active.add(work)
-            token = REQUEST.set(work.options)
             try:
                 work.fn(work)
             except Exception as exc:  # reaches the client as an error in its API's format
                 work.emit("error", exc)
             finally:
-                REQUEST.reset(token)
                 with self._lock:
                     self.active.discard(work)
                 work.emit("end")
@@ -228,19 +133,20 @@ class Served:
 
 
 def run_generation(model: Model, prompt, config) -> Callable[[Work], None]:
-    """Work that streams one generation: ``("piece", (text, logprobs))`` then ``("done", response)``."""
+    """Work that streams one generation: ``("piece", (text, logprobs))`` then ``("done", (response,
+    logprobs))``; the log-probabilities are those of the tokens since the last piece (``config.logprobs``)."""
 
     def fn(work: Work) -> None:
-        response = model.prompt(prompt, config)
+        response = model.prompt(prompt, config, cancel=work.cancelled)
         pieces = iter(response)
+        sent = 0
         try:
             for piece in pieces:
-                work.emit("piece", (piece, work.options.drain()))
-                if work.cancelled.is_set():
-                    break
+                work.emit("piece", (piece, response.logprobs[sent:]))
+                sent = len(response.logprobs)
         finally:
             pieces.close()  # on cancel: frees the model now and logs the partial answer
-        work.emit("done", (response, work.options.drain()))
+        work.emit("done", (response, response.logprobs[sent:]))
 
     return fn
 

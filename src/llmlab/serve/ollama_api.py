@@ -131,8 +131,6 @@ async def _run(req: _Request, request: Request, prompt, key: str):
     served = models.get(req.model)
     config = _config(served.model, prompt, req.options)
     top = (req.top_logprobs or 0) if req.logprobs else None
-    if top is not None and not hasattr(served.model, "prompt_logprobs"):
-        raise ApiError(400, "log-probabilities are available for GGUF models only")
     served, events = await generation(models, req.model, prompt, config, top, request)
 
     def piece(text: str) -> dict:
@@ -203,7 +201,7 @@ def _details(served) -> dict:
     info = served.model.info if served.kind == "generate" else None
     arch = (info.architecture if info else None) or "bert"
     params = info.parameters if info else None
-    return {"parent_model": "", "format": "gguf" if served.model.__class__.__name__ == "EngineModel" else
+    return {"parent_model": "", "format": "gguf" if info and (info.path or "").endswith(".gguf") else
             "llmlab", "family": arch, "families": [arch],
             "parameter_size": f"{params / 1e6:.0f}M" if params else "",
             "quantization_level": (info.quantization if info else None) or ""}

@@ -34,8 +34,8 @@ from .common import (
     new_id,
     now,
     openai_body,
+    want_logprobs,
 )
-from .models import EngineModel
 
 router = APIRouter(prefix="/v1")
 
@@ -118,12 +118,6 @@ def _stream(events, make_chunk, final_chunks, include_usage: bool, head: dict | 
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _want_logprobs(model, wanted: bool) -> None:
-    if wanted and not isinstance(model, EngineModel):
-        raise ApiError(400, f"log-probabilities are available for GGUF models only, not {model.backend}/",
-                       param="logprobs")
-
-
 @router.get("/models")
 async def list_models(request: Request):
     data = []
@@ -150,7 +144,8 @@ async def get_model(name: str, request: Request):
 async def chat_completions(req: ChatRequest, request: Request):
     models = request.app.state.models
     served = models.get(req.model)
-    _want_logprobs(served.model, req.logprobs)
+    if req.logprobs:
+        want_logprobs(served.model)
     extra = req.model_extra or {}
     if extra.get("tools") or extra.get("functions"):
         raise ApiError(400, "tool calling is not supported by llmlab serve yet", param="tools")
@@ -214,14 +209,16 @@ async def _completions(req: CompletionRequest, request: Request):
         raise ApiError(400, "the prompt is empty", param="prompt")
     check_text(prompt, "the prompt")
     served = models.get(req.model)
-    _want_logprobs(served.model, req.logprobs is not None)
+    if req.logprobs is not None:
+        want_logprobs(served.model)
     if req.max_tokens == 0 and not req.echo:
         raise ApiError(400, "max_tokens must be >= 1 unless echo is true", param="max_tokens")
     rid, created = new_id("cmpl"), now()
     echoed = []
     if req.echo and req.logprobs is not None:
         model = served.model
-        echoed = await call(served, lambda cancelled: model.prompt_logprobs(prompt, req.logprobs, cancelled),
+        model.require("echo", "echo with logprobs needs it")
+        echoed = await call(served, lambda cancel: model.prompt_logprobs(prompt, req.logprobs, cancel),
                             request)
     if req.max_tokens == 0:  # echo only (max_tokens 0 needs echo, checked above)
         n = len(echoed) or await call(served, lambda: served.model.count_tokens(prompt))

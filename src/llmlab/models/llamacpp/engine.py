@@ -31,69 +31,37 @@ high-level ``Llama`` API does not keep.
 
 from __future__ import annotations
 
-import codecs
-import ctypes
 import logging
-import math
 import queue
-import random
 import threading
-from dataclasses import dataclass, field
 
-import numpy as np
-
-from ..config import GenerationConfig
-from ..errors import BackendError, ContextOverflowError
-from ..models.base import Chunk, Usage
-from ..models.stops import StopFilter
+from ...config import GenerationConfig
+from ...errors import BackendError
+from ..decoding import ByteText, Decoding, token_logprob
+from ..events import Chunk, Usage
+from .sampling import logits_row, make_sampler, sample
 
 log = logging.getLogger("llmlab.serve")
 
-PENALTY_LAST_N = 64  # as llama-cpp-python's Llama (last_n_tokens_size)
-
-
-@dataclass
-class TokenLogprob:
-    token: str
-    logprob: float | None
-    top: list[tuple[str, float]] = field(default_factory=list)
-    id: int = -1
-
-
-@dataclass
-class LogprobChunk(Chunk):
-    """A chunk that also carries the log-probabilities of the tokens produced since the last one."""
-    logprobs: list[TokenLogprob] = field(default_factory=list)
-
-
 class Job:
-    """One request inside the engine; results arrive on ``out`` (a thread-safe queue)."""
+    """One request inside the engine; its chunks (or an exception) arrive on ``out``, a thread-safe
+    queue. Setting ``cancel`` frees its slot at the engine's next step, even during its prompt."""
 
-    def __init__(self, tokens: list[int], config: GenerationConfig | None, top_logprobs: int | None):
+    def __init__(self, tokens: list[int], config: GenerationConfig, cancel: threading.Event | None = None):
         self.tokens = tokens
         self.config = config
-        self.top_logprobs = top_logprobs  # None: no log-probabilities; 0: only the chosen token's
         self.out: queue.Queue = queue.Queue()
-        self.cancelled = threading.Event()
+        self.cancel = cancel if cancel is not None else threading.Event()
 
 
 class _Seq:
-    def __init__(self, job: Job, slot: int, sampler):
+    def __init__(self, job: Job, slot: int, sampler, decoding: Decoding):
         self.job = job
         self.slot = slot
         self.sampler = sampler
+        self.decoding = decoding
         self.pos = 0
         self.last = -1
-        self.n = 0
-        self.stop = StopFilter(job.config.stop)  # holds back what might start a stop string
-        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.pending: list[TokenLogprob] = []
-
-
-def _log_softmax(logits):
-    x = logits.astype("float64")
-    top = x.max()
-    return x - top - math.log(float(np.exp(x - top).sum()))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -170,16 +138,19 @@ class Engine:
                         self._finish(seq, error=BackendError(f"llama.cpp failed while generating: {exc}"))
 
     def _admit(self, job: Job) -> None:
-        if job.cancelled.is_set():  # its client left while it waited
-            job.out.put(LogprobChunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
+        if job.cancel.is_set():  # its client left while it waited
+            job.out.put(Chunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
             return
         slot = self._pick_slot(job.tokens)
         try:
-            seq = _Seq(job, slot, self._sampler(job.config))
-            last_index = self._prefill(job.tokens, slot, job.cancelled)
+            decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
+                                is_end=self.model.is_end, is_hidden=self.model.is_hidden,
+                                room=self.n_ctx_seq - len(job.tokens))
+            seq = _Seq(job, slot, make_sampler(job.config, self.n_vocab), decoding)
+            last_index = self._prefill(job.tokens, slot, job.cancel)
             if last_index is None:  # its client left during the prompt
                 self._forget(slot)
-                job.out.put(LogprobChunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
+                job.out.put(Chunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
                 return
             seq.pos = len(job.tokens)
             self.active.append(seq)
@@ -249,45 +220,31 @@ class Engine:
 
     def _take(self, seq: _Seq, index: int) -> None:
         """Sample the next token of ``seq`` from batch row ``index`` and pass on its text."""
-        llama_cpp = self._llama_cpp
         job, config = seq.job, seq.job.config
-        if job.cancelled.is_set():
+        if job.cancel.is_set():
             self._finish(seq, reason="interrupted")
             return
-        tok = llama_cpp.llama_sampler_sample(seq.sampler.sampler, self.ctx.ctx, index)
-        if job.top_logprobs is not None:
-            seq.pending.append(self._logprob(index, tok, job.top_logprobs))
-        if llama_cpp.llama_vocab_is_eog(self.vocab, tok):
-            self._finish(seq, reason="stop")
-            return
-        seq.n += 1
-        seq.last = tok
-        piece = seq.stop.feed(seq.decoder.decode(self.llm.detokenize([tok])))
-        if seq.stop.stopped:
-            self._finish(seq, reason="stop", last=piece)
-            return
-        if piece or seq.pending:
-            job.out.put(LogprobChunk(piece, usage=Usage(0, seq.n), logprobs=seq.pending))
-            seq.pending = []
-        if seq.n >= config.max_new_tokens:
-            self._finish(seq, reason="length")
-        elif seq.pos + 1 >= self.n_ctx_seq:
-            self._finish(seq, reason="context")
+        tok = sample(seq.sampler, self.ctx, index)
+        lp = None
+        if config.logprobs is not None:
+            lp = token_logprob(logits_row(self.ctx, index, self.n_vocab), tok, config.logprobs,
+                               self.model.token_text)
+        chunk = seq.decoding.feed(tok, lp)
+        if chunk is not None:
+            job.out.put(chunk)
+        if seq.decoding.done:
+            self._finish(seq)
+        else:
+            seq.last = tok
 
-    def _finish(self, seq: _Seq, reason: str = "stop", error: Exception | None = None,
-                last: str = "") -> None:
+    def _finish(self, seq: _Seq, reason: str | None = None, error: Exception | None = None) -> None:
         if seq in self.active:
             self.active.remove(seq)
         seq.sampler.close()
         if error is not None:
             self._forget(seq.slot)
         self._release(seq.slot)
-        if error is not None:
-            seq.job.out.put(error)
-            return
-        text = last + seq.stop.rest(seq.decoder.decode(b"", final=True))
-        seq.job.out.put(LogprobChunk(text, finish_reason=reason,
-                                     usage=Usage(len(seq.job.tokens), seq.n), logprobs=seq.pending))
+        seq.job.out.put(error if error is not None else seq.decoding.end(reason))
 
     def _forget(self, slot: int) -> None:
         self.ctx.kv_cache_seq_rm(slot, -1, -1)
@@ -298,65 +255,3 @@ class Engine:
             self._forget(slot)
         if slot not in self.free:
             self.free.append(slot)
-
-    # --- sampling and log-probabilities ----------------------------------------------------------
-
-    def _sampler(self, config: GenerationConfig):
-        from llama_cpp import _internals
-
-        s = _internals.LlamaSampler()
-        s.add_penalties(self.n_vocab, PENALTY_LAST_N, config.repeat_penalty, 0.0, 0.0)
-        if config.greedy:
-            s.add_greedy()
-        else:
-            s.add_top_k(config.top_k)
-            s.add_typical(1.0, 1)
-            s.add_top_p(config.top_p, 1)
-            s.add_min_p(0.0, 1)
-            s.add_temp(float(config.temperature))
-            s.add_dist(config.seed if config.seed is not None else random.randrange(2**31))
-        return s
-
-    def _row(self, index: int):
-        ptr = self._llama_cpp.llama_get_logits_ith(self.ctx.ctx, index)
-        return _log_softmax(np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
-                                                  shape=(self.n_vocab,)))
-
-    def _piece(self, tok: int) -> str:
-        return self.llm.detokenize([tok], special=True).decode("utf-8", errors="replace")
-
-    def _logprob(self, index: int, tok: int, n_top: int, row=None) -> TokenLogprob:
-        row = self._row(index) if row is None else row
-        top = []
-        if n_top:
-            best = np.argpartition(-row, n_top)[:n_top]
-            top = [(self._piece(int(t)), float(row[t])) for t in best[np.argsort(-row[best])]]
-        return TokenLogprob(self._piece(tok), float(row[tok]), top, tok)
-
-    def exact_prompt_logprobs(self, inner, tokens: list[int], n_top: int,
-                              cancelled: threading.Event | None = None) -> list[TokenLogprob]:
-        """Log-probability of every prompt token given the ones before it, computed on the loaded
-        model's own context (no flash attention), so that ``echo`` gives the same values as scoring
-        in process; the engine's flash-attention context differs by up to a few tenths of a nat on
-        long prompts. The caller holds the inner model's lock; runs in the caller's thread."""
-        llm = inner.llm
-        if len(tokens) > llm.n_ctx():
-            raise ContextOverflowError(len(tokens), 0, llm.n_ctx())
-        out = [TokenLogprob(self._piece(tokens[0]), None, [], tokens[0])]
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        llm.n_tokens = 0
-        try:
-            for start in range(0, len(tokens), llm.n_batch):
-                if cancelled is not None and cancelled.is_set():
-                    log.warning("a client left after %d of its prompt's %d tokens were scored; "
-                                "the model is free", start, len(tokens))
-                    raise BackendError("the client left before the log-probabilities were ready")
-                part = tokens[start:start + llm.n_batch]
-                rows = inner._decode_rows(part, start)
-                for i in range(len(part)):
-                    if start + i + 1 < len(tokens):
-                        out.append(self._logprob(-1, tokens[start + i + 1], n_top, _log_softmax(rows[i])))
-        finally:  # the context now holds this prompt, not what input_ids says: start the next call afresh
-            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-            llm.n_tokens = 0
-        return out

@@ -23,7 +23,7 @@ import threading
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 ENV = "LLMLAB_EXTRA_BUFTS"
 _patch_lock = threading.Lock()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .base import ModelInfo
+from ..base import ModelInfo
 
 _INSTRUCT = re.compile(r"(instruct|chat|\bit\b|-it\b|_it\b|sft|dpo|rlhf)", re.I)
 
@@ -50,13 +50,24 @@ def describe_loaded(llm, path: Path, name: str, backend: str) -> ModelInfo:
 
 def read_gguf(path: str | Path, name: str | None = None, backend: str = "llamacpp") -> ModelInfo:
     """A model card from a GGUF file without loading its weights."""
-    from .llamacpp import open_llama
+    return read_vocab(path, name, backend)[0]
+
+
+def read_vocab(path: str | Path, name: str | None = None, backend: str = "llamacpp"
+               ) -> tuple[ModelInfo, frozenset[int]]:
+    """The model card and the ids llama.cpp ends generation on (EOS, EOT...), from one vocab-only
+    load; the hf backend reads a GGUF file's card and stop tokens here, so both backends agree."""
+    import llama_cpp
+
+    from .loader import open_llama
 
     path = Path(path)
     check_gguf(path)
     llm = open_llama(path, vocab_only=True)
     try:
-        return describe_loaded(llm, path, name or path.name, backend)
+        vocab = llm._model.vocab
+        eog = frozenset(i for i in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, i))
+        return describe_loaded(llm, path, name or path.name, backend), eog
     finally:
         llm.close()
 
@@ -69,7 +80,7 @@ def trained_context(path: Path) -> int | None:
     """
     import json
 
-    from ..config import data_dir
+    from ...config import data_dir
 
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
@@ -80,7 +91,7 @@ def trained_context(path: Path) -> int | None:
         cache = {}
     if key in cache:
         return cache[key]
-    from .llamacpp import open_llama
+    from .loader import open_llama
 
     probe = open_llama(path, vocab_only=True)
     arch = probe.metadata.get("general.architecture", "")
@@ -135,7 +146,7 @@ def _int(v) -> int | None:
 
 def check_gguf(path: Path) -> None:
     """Fail clearly on a missing file or one that is not GGUF, before a backend tries it."""
-    from ..errors import ModelLoadError
+    from ...errors import ModelLoadError
 
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
