@@ -183,7 +183,7 @@ def test_a_typo_in_the_bundled_sentiment_task_names_its_line(tmp_path):
     lines[at] = lines[at].replace("{{ text }}", "{{ txet }}")
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TaskError, match=rf"^{path}, line {at + 1}: strategy 'good-bad-mixed', user: "
-                                        r"template .* failed: 'txet' is undefined$"):
+                                        r"template .* failed: 'txet' is undefined \(did you mean 'text'\?\)$"):
         load_task(path)
 
 

@@ -4,8 +4,8 @@ A template in a task or suite file is code from whoever wrote the file, so it ru
 immutable sandbox (no attribute tricks, no mutating the values it is given), and a variable it names
 but is not given is an error, not an empty string: a misspelt ``{{ lables }}`` should fail, not
 vanish. Every failure -- a syntax error or a missing variable -- is one line in the same words
-wherever the template came from, ``template '...' failed: 'topic' is undefined``, raised as the
-caller's error type so that the caller can put the file and line in front.
+wherever the template came from, ``template '...' failed: 'lables' is undefined (did you mean
+'labels'?)``, raised as the caller's error type so that the caller can put the file and line in front.
 
 What it gives up: the line inside a template is named only for syntax errors (jinja2 knows it
 then); chat templates are not rendered here, since they follow the model's rules (``llmlab.chat``).
@@ -13,8 +13,10 @@ then); chat templates are not rendered here, since they follow the model's rules
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
+from ..checks import did_you_mean
 from ..errors import LlmlabError
 
 
@@ -32,11 +34,13 @@ def _compiled(source: str):
     return _environment().from_string(source)
 
 
-def _failure(source: str, exc: Exception, error: type[Exception]) -> Exception:
+def _failure(source: str, exc: Exception, error: type[Exception], variables=()) -> Exception:
     shown = source if len(source) <= 60 else source[:57] + "..."
     line = getattr(exc, "lineno", None) if "\n" in source.strip() else None
     at = f" (line {line} of the template)" if line else ""
-    return error(f"template {shown!r} failed{at}: {exc}")
+    missing = re.fullmatch(r"'(\w+)' is undefined", str(exc))
+    hint = did_you_mean(missing.group(1), variables) if missing else ""
+    return error(f"template {shown!r} failed{at}: {exc}{hint}")
 
 
 def check_template(source: str, error: type[Exception] = LlmlabError) -> None:
@@ -64,7 +68,7 @@ def render(source: str, variables: dict, error: type[Exception] = LlmlabError) -
     try:
         return _compiled(source).render(**variables)
     except TemplateError as exc:
-        raise _failure(source, exc, error) from exc
+        raise _failure(source, exc, error, variables) from exc
 
 
 def template_variables(source: str) -> set[str]:
