@@ -61,7 +61,7 @@ def render(source: str, variables: dict, error: type[Exception] = LlmlabError) -
     >>> render("Hello {{ nmae }}", {"name": "Groningen"})
     Traceback (most recent call last):
     ...
-    llmlab.errors.LlmlabError: template 'Hello {{ nmae }}' failed: 'nmae' is undefined
+    llmlab.errors.LlmlabError: template 'Hello {{ nmae }}' failed: 'nmae' is undefined (did you mean 'name'?)
     """
     from jinja2 import TemplateError
 

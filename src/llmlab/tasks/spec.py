@@ -217,6 +217,9 @@ def _parse_labels(data: LineDict, where: Where) -> tuple[tuple[str, ...], dict[s
     for label, syns in raw.items():
         at = raw.line_of(label) if isinstance(raw, LineDict) else line
         label = str(label).strip()
+        if not isinstance(syns, (str, list, type(None))):
+            raise where.error(at, f"label {label!r}: its synonyms must be a word or a list of words, "
+                              f"got {syns!r}")
         syns = [syns] if isinstance(syns, str) else list(syns or [])
         for word in [label, *syns]:
             key = _key(word)
