@@ -3,13 +3,14 @@
 from pathlib import Path
 
 import pytest
-import yaml
 
 from llmlab.probes import load_suite, make_judge
 from llmlab.probes.judges import JudgeSpecError, NumberJudge, find_phrase, normalize, numbers_in
 from llmlab.probes.suite import builtin_suites
+from llmlab.specfile import yaml as specyaml
 
-EXAMPLES = yaml.safe_load((Path(__file__).parent / "data" / "judge_examples.yaml").read_text())
+# read as the suites are (YAML 1.2), so an answer such as `no` is the word, not False
+EXAMPLES = specyaml.load(Path(__file__).parent / "data" / "judge_examples.yaml")
 
 
 def _check(key: str):

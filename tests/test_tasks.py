@@ -124,29 +124,69 @@ def test_user_task_file_with_its_own_strategy(tmp_path):
     assert task.fingerprint("terse") != task.fingerprint("zero-shot")
 
 
-@pytest.mark.parametrize("body, message", [
-    ("name: x\nlabels: [a, b]\ninstruction: go\ncolour: red\n", "unknown key(s) colour"),
-    ("name: x\nlabels: [a, b]\n", "`instruction` must be a non-empty string"),
-    ("name: x\nlabels: {a: [same], b: [same]}\ninstruction: go\n", "'same' names both 'a' and 'b'"),
-    ("name: x\nlabels: [a]\ninstruction: go\n", "at least two labels"),
-    ("name: x\nlabels: [a, b]\ninstruction: '{{ nonsense }}'\n", "'nonsense' is undefined"),
-    ("name: x\nlabels: [a, b]\ninstruction: '{% if %}'\n", "failed"),
-    ("name: x\nlabels: [a, b]\ninstruction: go\nexamples: [{text: t, label: c}]\n",
+# (file text, the line the error must name (None: the whole file), words the message must contain).
+# The messages come from the one spec-file kit (llmlab.specfile) that suites use too, so they gained
+# the line and read "unknown key 'x'" where they read "unknown key(s) x" / "unknown field(s) x".
+BAD = [
+    ("name: x\nlabels: [a, b]\ninstruction: go\ncolour: red\n", 4, "unknown key 'colour'; known: "),
+    ("name: x\nlabels: [a, b]\n", 1, "`instruction` must be a non-empty string"),
+    ("name: x\nlabels: {a: [same], b: [same]}\ninstruction: go\n", 2, "'same' names both 'a' and 'b'"),
+    ("name: x\nlabels: [a]\ninstruction: go\n", 2, "at least two labels"),
+    ("name: x\nlabels:\n  a: [alpha]\n  b: 3\ninstruction: go\n", 4, "label 'b': its synonyms must be"),
+    ("name: x\nlabels: [a, b]\ninstruction: '{{ nonsense }}'\n", 3, "'nonsense' is undefined"),
+    ("name: x\nlabels: [a, b]\ninstruction: '{% if %}'\n", 3, "failed"),
+    ("name: x\nlabels: [a, b]\ninstruction: go\nexamples:\n  - {text: t, label: c}\n", 5,
      "example 1 has label 'c'"),
-    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies: {mine: {temperature: 1}}\n",
-     "unknown field(s) temperature"),
-    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies: {mine: {extract: 'answer: \\w+'}}\n",
+    ("name: x\nlabels: [a, b]\ninstruction: go\nexamples:\n  - {text: t, label: a, reason: r}\n", 5,
+     "example 1: unknown key 'reason' (did you mean 'reasoning'?)"),
+    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies:\n  mine:\n    temperature: 1\n", 6,
+     "strategy 'mine': unknown key 'temperature'"),
+    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies:\n  mine: {shots: -1}\n", 5,
+     "strategy 'mine': 'shots' must be a whole number >= 0, got -1"),
+    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies:\n  mine:\n    extract: 'answer: \\w+'\n", 6,
      "needs a group"),
-    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies: {mine: {user: 'no text here'}}\n",
+    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies:\n  mine:\n    user: 'no text here'\n", 6,
      "never shows {{ text }}"),
-    ("name: x\nlabels: [a, b\n", "not valid YAML"),
-    ("- just\n- a list\n", "expected a mapping"),
-])
-def test_bad_task_files_say_what_is_wrong(tmp_path, body, message):
+    ("name: x\nlabels: [a, b]\ninstruction: go\nstrategies:\n  few-shot:\n    description: d\n"
+     "    answer: '{{ labl }}'\n", 7, "strategy 'few-shot', answer: template '{{ labl }}' failed: "),
+    ("name: x\nlabels: [a, b\n", 3, "not valid YAML"),
+    ("name: x\nname: y\nlabels: [a, b]\ninstruction: go\n", 2, "duplicate key 'name'"),
+    ("- just\n- a list\n", None, "expected a mapping"),
+]
+
+
+@pytest.mark.parametrize("body, line, message", BAD, ids=[b[2][:30] for b in BAD])
+def test_bad_task_files_say_what_is_wrong_and_where(tmp_path, body, line, message):
     path = write(tmp_path, body)
     with pytest.raises(TaskError) as info:
         load_task(path)
-    assert str(path) in str(info.value) and message in str(info.value)
+    text = str(info.value)
+    assert text.startswith(f"{path}, line {line}" if line else f"{path}:"), text
+    assert message in text and "\n" not in text
+
+
+def test_a_typo_in_the_bundled_sentiment_task_names_its_line(tmp_path):
+    """The real bundled file, with the mistakes a user makes when copying it."""
+    from importlib import resources
+
+    lines = resources.files("llmlab.tasks").joinpath("sentiment.yaml").read_text().splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("labels:"))
+    lines[at] = "lables:"
+    path = tmp_path / "my_sentiment.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaskError) as info:
+        load_task(path)
+    assert str(info.value) == (f"{path}, line {at + 1}: the task: unknown key 'lables' "
+                               "(did you mean 'labels'?)")
+
+    lines[at] = "labels:"
+    at = next(n for n, line in enumerate(lines) if line.strip().startswith("user: \"Review:"))
+    lines[at] = lines[at].replace("{{ text }}", "{{ txet }}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaskError) as info:
+        load_task(path)
+    assert str(info.value).startswith(f"{path}, line {at + 1}: strategy 'good-bad-mixed', user: template ")
+    assert str(info.value).endswith(" failed: 'txet' is undefined (did you mean 'text'?)")
 
 
 def test_unknown_task_and_strategy_suggest_names(tmp_path):

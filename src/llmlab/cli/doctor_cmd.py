@@ -17,16 +17,14 @@ def doctor(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ):
     """Check that the install works: llama.cpp and the CPU path, each bundled model, the extras."""
-    import difflib
-
+    from ..checks import did_you_mean
     from ..doctor import CHECKS, diagnose
     from ..errors import ConfigError
 
     for name in component or []:
         if name not in CHECKS:
-            close = difflib.get_close_matches(name, list(CHECKS), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown component {name!r}; {hint}components: {', '.join(CHECKS)}")
+            raise ConfigError(f"unknown component {name!r}{did_you_mean(name, CHECKS)}; "
+                              f"components: {', '.join(CHECKS)}")
     lines = diagnose(component, on_line=None if as_json else lambda line: print(line.render(), flush=True))
     if as_json:
         print(json.dumps([line.__dict__ for line in lines], indent=2))

@@ -17,7 +17,6 @@ in ``llm_judge.py``.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import unicodedata
@@ -25,7 +24,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from ..checks import did_you_mean
+from ..specfile import yaml as specyaml
 
 
 class JudgeSpecError(ValueError):
@@ -252,8 +252,9 @@ class LabelJudge(Judge):
 
 @lru_cache(maxsize=1)
 def gender_words() -> dict:
-    """Default word lists for the gender judge (probes/gender_words.yaml)."""
-    return yaml.safe_load((Path(__file__).parent / "gender_words.yaml").read_text(encoding="utf-8"))
+    """Default word lists for the gender judge (probes/gender_words.yaml), read as every spec file is:
+    YAML 1.2, so a word such as ``no`` or ``on`` stays a word."""
+    return specyaml.load(Path(__file__).parent / "gender_words.yaml", JudgeSpecError, "gender word list")
 
 
 class GenderJudge(Judge):
@@ -367,17 +368,15 @@ def make_judge(spec) -> Judge | None:
     options = {k: v for k, v in spec.items() if k not in ("type", "llm_instructions")}
     kind = spec["type"]
     if kind not in JUDGES:
-        close = difflib.get_close_matches(str(kind), JUDGES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise JudgeSpecError(f"unknown judge type {kind!r}{hint}; known: {', '.join(JUDGES)}, none")
+        raise JudgeSpecError(f"unknown judge type {kind!r}{did_you_mean(kind, JUDGES)}; "
+                             f"known: {', '.join(JUDGES)}, none")
     params = {n: p for n, p in inspect.signature(JUDGES[kind].__init__).parameters.items()
               if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     for name in options:
         if name not in params:
             takes = ", ".join(params) or "no options"
-            close = difflib.get_close_matches(str(name), params, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise JudgeSpecError(f"the {kind} judge takes {takes} (and llm_instructions); got {name!r}{hint}")
+            raise JudgeSpecError(f"the {kind} judge takes {takes} (and llm_instructions); "
+                                 f"got {name!r}{did_you_mean(name, params)}")
     for name, p in params.items():
         if p.default is inspect.Parameter.empty and name not in options:
             raise JudgeSpecError(f"the {kind} judge needs {name!r}")

@@ -5,23 +5,24 @@ mistake is reported with the file and the line of the entry that is wrong, befor
 
     suite.yaml, line 14: check 'letters', item 2: unknown key 'refrence' (did you mean 'reference'?)
 
-Built-in suites live in ``probes/suites/``; ``load_suite`` takes a built-in name or a path.
+Files are read, and templates rendered, by the one spec-file kit (``llmlab.specfile``) that task
+files use too. Built-in suites live in ``probes/suites/``; ``load_suite`` takes a built-in name or a
+path.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import difflib
 import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
+from ..checks import did_you_mean
 from ..config import GenerationConfig
 from ..errors import ConfigError, SuiteError
+from ..specfile import LineDict, Where, check_template, render, template_variables
+from ..specfile import yaml as specyaml
 from .judges import Judge, JudgeSpecError, as_list, make_judge
-from .yamlfile import LineDict, load_yaml
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -73,13 +74,13 @@ class Check:
 
     def user_prompt(self, item: Item) -> str:
         """The prompt as an instruct model gets it (as the user message)."""
-        return _render(self.prompt_template, item.fields)
+        return render(self.prompt_template, item.fields, SuiteError)
 
     def base_prompt(self, item: Item) -> str:
         """The raw text a base model completes: the item's base_prompt, else the base template."""
         if item.fields.get("base_prompt"):
             return str(item.fields["base_prompt"])
-        return _render(self.base_template, {**item.fields, "prompt": self.user_prompt(item)})
+        return render(self.base_template, {**item.fields, "prompt": self.user_prompt(item)}, SuiteError)
 
 
 @dataclass
@@ -111,22 +112,21 @@ def load_suite(name_or_path: str | Path) -> Suite:
             raise SuiteError(f"suite file not found: {path}")
         return parse_suite(path)
     names = builtin_suites()
-    close = difflib.get_close_matches(text, names, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise SuiteError(f"unknown suite {text!r}{hint} Built-in suites: {', '.join(names)} "
+    raise SuiteError(f"unknown suite {text!r}{did_you_mean(text, names, cutoff=0.5)}. "
+                     f"Built-in suites: {', '.join(names)} "
                      "(or give the path of a suite .yaml file)")
 
 
 def parse_suite(path: Path) -> Suite:
-    data = load_yaml(path)
-    where = _Where(path)
+    data = specyaml.load(path, SuiteError, "suite file")
+    where = Where(path, SuiteError)
     if not isinstance(data, LineDict):
-        raise SuiteError(f"{path}: a suite file is a mapping with 'name' and 'checks' (see docs/probes.md)")
+        raise where.error(None, "a suite file is a mapping with 'name' and 'checks' (see docs/probes.md)")
     where.keys(data, SUITE_KEYS, "the suite")
     checks_data = data.get("checks")
     if not isinstance(checks_data, list) or not checks_data:
         raise where.error(data.line_of("checks"), "the suite needs 'checks': a list of checks")
-    samples = where.positive_int(data, "samples", "the suite", default=1)
+    samples = where.whole_number(data, "samples", "the suite", default=1)
     suite_settings = data.get("settings") or {}
     if not isinstance(suite_settings, dict):
         raise where.error(data.line_of("settings"), "'settings' must be a mapping of generation settings")
@@ -142,7 +142,7 @@ def parse_suite(path: Path) -> Suite:
                  sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
-def _parse_check(cd, index: int, suite: LineDict, suite_settings: dict, where: _Where) -> Check:
+def _parse_check(cd, index: int, suite: LineDict, suite_settings: dict, where: Where) -> Check:
     if not isinstance(cd, LineDict):
         raise where.error(suite.line_of("checks"), f"check {index} must be a mapping")
     label = f"check {cd.get('name', index)!r}"
@@ -152,9 +152,8 @@ def _parse_check(cd, index: int, suite: LineDict, suite_settings: dict, where: _
         raise where.error(cd.line, f"check {index} needs a 'name'")
     measure = cd.get("measure", "share")
     if measure not in MEASURES:
-        close = difflib.get_close_matches(str(measure), MEASURES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise where.error(cd.line_of("measure"), f"{label}: unknown measure {measure!r}{hint}; "
+        raise where.error(cd.line_of("measure"), f"{label}: unknown measure {measure!r}"
+                          f"{did_you_mean(measure, MEASURES)}; "
                           f"known: {', '.join(MEASURES)}")
     try:
         judge = make_judge(cd.get("judge"))
@@ -179,25 +178,23 @@ def _parse_check(cd, index: int, suite: LineDict, suite_settings: dict, where: _
     check = Check(
         name=name.strip(), measure=measure, judge=judge, settings=config, items=[],
         description=str(cd.get("description") or "").strip(), headline=headline,
-        samples=where.positive_int(cd, "samples", label, default=None),
+        samples=where.whole_number(cd, "samples", label, default=None),
         system=_pick(cd, suite, "system"), line=cd.line,
         prompt_template=str(_pick(cd, suite, "prompt_template") or "{{ prompt }}"),
         base_template=str(_pick(cd, suite, "base_template") or DEFAULT_BASE_TEMPLATE),
         base_stop=[str(s) for s in as_list(_pick(cd, suite, "base_stop", DEFAULT_BASE_STOP))],
     )
-    from jinja2 import TemplateError
-
     for key in ("prompt_template", "base_template"):
         try:
-            _compile(getattr(check, key))
-        except TemplateError as exc:
+            check_template(getattr(check, key), SuiteError)
+        except SuiteError as exc:
             where_ = cd if key in cd else suite
             raise where.error(where_.line_of(key), f"{label}: bad {key}: {exc}") from None
     check.items = _parse_items(cd, check, label, where)
     return check
 
 
-def _settings(cd: LineDict, suite: LineDict, suite_settings: dict, label: str, where: _Where):
+def _settings(cd: LineDict, suite: LineDict, suite_settings: dict, label: str, where: Where):
     """The check's settings merged over the suite's, as a GenerationConfig, or the line that is wrong."""
     own = cd.get("settings") or {}
     if not isinstance(own, dict):
@@ -207,9 +204,7 @@ def _settings(cd: LineDict, suite: LineDict, suite_settings: dict, label: str, w
     known = {f.name for f in dataclasses.fields(GenerationConfig)}
     for key in settings:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise where.error(line, f"{label}: unknown generation setting {key!r}{hint}; "
+            raise where.error(line, f"{label}: unknown generation setting {key!r}{did_you_mean(key, known)}; "
                               f"known: {', '.join(sorted(known))}")
     try:
         return GenerationConfig(**settings)
@@ -217,12 +212,12 @@ def _settings(cd: LineDict, suite: LineDict, suite_settings: dict, label: str, w
         raise where.error(line, f"{label}: {exc}") from None
 
 
-def _parse_items(cd: LineDict, check: Check, label: str, where: _Where) -> list[Item]:
+def _parse_items(cd: LineDict, check: Check, label: str, where: Where) -> list[Item]:
     raw = cd.get("items")
     if not isinstance(raw, list) or not raw:
         raise where.error(cd.line_of("items") if "items" in cd else cd.line,
                           f"{label} needs 'items': a list of prompts")
-    variables = _template_vars(check.prompt_template) | _template_vars(check.base_template)
+    variables = template_variables(check.prompt_template) | template_variables(check.base_template)
     items, ids = [], set()
     for i, entry in enumerate(raw, 1):
         if isinstance(entry, str):  # a bare string is a prompt
@@ -231,7 +226,7 @@ def _parse_items(cd: LineDict, check: Check, label: str, where: _Where) -> list[
         if not isinstance(entry, LineDict):
             raise where.error(cd.line_of("items"), f"{label}, item {i} must be a prompt or a mapping")
         where.keys(entry, ITEM_KEYS | variables, f"{label}, item {i}")
-        fields = {k: _plain(v) for k, v in entry.items()}
+        fields = dict(entry)  # YAML 1.2: an as_of date is already the text the user wrote
         item = Item(id=str(fields.get("id") or f"{check.name}-{i}"), fields=fields, line=entry.line)
         if item.id in ids:
             raise where.error(entry.line, f"{label}: two items have the id {item.id!r}")
@@ -247,68 +242,5 @@ def _parse_items(cd: LineDict, check: Check, label: str, where: _Where) -> list[
     return items
 
 
-def _plain(value):
-    """YAML reads 2025-01-01 as a date; keep it as the text the user wrote, so it prints and saves."""
-    if isinstance(value, (datetime.date, datetime.datetime)):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _pick(check: dict, suite: dict, key: str, default=None):
     return check[key] if key in check else suite.get(key, default)
-
-
-@lru_cache(maxsize=64)
-def _compile(template: str):
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import SandboxedEnvironment
-
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-    return env, env.from_string(template)
-
-
-def _template_vars(template: str) -> set[str]:
-    from jinja2 import TemplateError, meta
-
-    try:
-        env, _ = _compile(template)
-        return set(meta.find_undeclared_variables(env.parse(template)))
-    except TemplateError:  # a broken template is reported, with its line, when an item is rendered
-        return set()
-
-
-def _render(template: str, fields: dict) -> str:
-    from jinja2 import TemplateError
-
-    try:
-        return _compile(template)[1].render(**fields)
-    except TemplateError as exc:
-        raise SuiteError(f"template {template!r}: {exc}") from exc
-
-
-class _Where:
-    """Builds 'file, line N: message' errors and checks the common shapes."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def error(self, line: int, message: str) -> SuiteError:
-        return SuiteError(f"{self.path}, line {line}: {message}")
-
-    def keys(self, d: LineDict, allowed: set[str], label: str) -> None:
-        for key in d:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.error(d.line_of(key), f"{label}: unknown key {key!r}{hint}")
-
-    def positive_int(self, d: LineDict, key: str, label: str, default):
-        if key not in d:
-            return default
-        v = d[key]
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise self.error(d.line_of(key), f"{label}: '{key}' must be a whole number >= 1, got {v!r}")
-        return v
-

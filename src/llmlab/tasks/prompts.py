@@ -1,10 +1,11 @@
 """A task's templates rendered into the prompt a model sees, and the continuations it scores.
 
-Templates are jinja2, rendered in a sandbox with strict undefined variables (a task file is code
-from whoever wrote it, and a misspelt variable should fail, not vanish). A chat model gets a list of
-messages -- optional system message, the worked examples as user/assistant turns, the text -- and
-its own chat template renders them. A model without a chat template (a base model) gets the same
-turns as plain text, each answer after ``Answer:``, so the label is the natural next word.
+Templates are jinja2, rendered by the one user-template renderer (``llmlab.specfile.templates``:
+sandboxed, a misspelt variable fails rather than vanishing), and stripped of surrounding space.
+A chat model gets a list of messages -- optional system message, the worked examples as
+user/assistant turns, the text -- and its own chat template renders them. A model without a chat
+template (a base model) gets the same turns as plain text, each answer after ``Answer:``, so the
+label is the natural next word.
 
 What it gives up: examples are always the first ``shots`` of the task's list, in order; there is no
 per-item retrieval of similar examples.
@@ -12,29 +13,16 @@ per-item retrieval of similar examples.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from dataclasses import replace
 
 from ..chat import Message
 from ..errors import TaskError
+from ..specfile import templates
 from .spec import Strategy, TaskSpec
 
 
-@lru_cache(maxsize=256)
-def _template(source: str):
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
-    return env.from_string(source)
-
-
 def render(source: str, **variables) -> str:
-    from jinja2.exceptions import TemplateError
-
-    try:
-        return _template(source).render(**variables).strip()
-    except TemplateError as exc:
-        raise TaskError(f"template {source[:40]!r}... failed: {exc}") from exc
+    return templates.render(source, variables, TaskError).strip()
 
 
 def labels_text(labels) -> str:
@@ -92,21 +80,30 @@ def continuations(model, task: TaskSpec, strategy: Strategy) -> list[str]:
 
 
 def check_templates(task: TaskSpec, bad) -> None:
-    """Render every strategy once with a sample text, so a broken template fails at load time."""
+    """Render every template once with a sample text, so a broken one fails at load time.
+
+    ``bad(message, strategy, field)`` makes the error; it knows which line of which file the
+    template came from (``strategy`` is None for the task's own ``instruction``).
+    """
     sample_labels = task.labels or ("a", "b")
     probe = task if task.labels else _with(task, sample_labels)
+    try:
+        render(probe.instruction, **variables(probe, "sample text"))
+    except TaskError as exc:
+        raise bad(f"instruction: {exc}", None, "instruction") from exc
+    sample = {"system": variables(probe, "sample text"), "user": variables(probe, "sample text"),
+              "answer": {"label": sample_labels[0], "reasoning": "sample reasoning"},
+              "continuation": {"label": sample_labels[0]}}
     for strategy in probe.strategies.values():
-        try:
-            shown = Strategy(**{**strategy.to_dict(), "shots": min(strategy.shots, len(probe.examples))})
-            msgs = messages(probe, shown, "sample text")
-            render(strategy.continuation, label=sample_labels[0])
-        except TaskError as exc:
-            raise bad(f"strategy {strategy.name!r}: {exc}") from exc
-        if "sample text" not in msgs[-1].content:
-            raise bad(f"strategy {strategy.name!r}: the user template never shows {{{{ text }}}}")
+        for key, values in sample.items():
+            try:
+                render(getattr(strategy, key), **values)
+            except TaskError as exc:
+                raise bad(f"strategy {strategy.name!r}, {key}: {exc}", strategy.name, key) from exc
+        if "sample text" not in messages(probe, replace(strategy, shots=0), "sample text")[-1].content:
+            raise bad(f"strategy {strategy.name!r}: the user template never shows {{{{ text }}}}",
+                      strategy.name, "user")
 
 
 def _with(task: TaskSpec, labels) -> TaskSpec:
-    from dataclasses import replace
-
     return replace(task, labels=tuple(labels))

@@ -4,7 +4,9 @@ A task file (see ``sentiment.yaml`` beside this module) names its labels with th
 ``instruction``, a ``role`` and few-shot ``examples``; the prompting strategies (``strategies.yaml``)
 are shared by every task and a task may override any field of any of them. Files are checked when
 they load -- unknown keys, labels that collide, templates that do not compile, examples with labels
-outside the set -- so a typo fails with the file's name before any model runs.
+outside the set -- so a typo fails with the file's name and line before any model runs
+(``sentiment.yaml, line 3: unknown key 'lables' (did you mean 'labels'?)``). Files are read by the
+one spec-file reader (``llmlab.specfile``): YAML 1.2, so a label ``no`` stays the word "no".
 
 What it gives up: a task is single-label classification of one text field; tasks with several
 inputs, multi-label or free-form answers need another kind of spec.
@@ -12,7 +14,6 @@ inputs, multi-label or free-form answers need another kind of spec.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -20,7 +21,10 @@ from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from ..checks import did_you_mean
 from ..errors import TaskError
+from ..specfile import LineDict, Where
+from ..specfile import yaml as specyaml
 
 BUILTIN = "llmlab.tasks"
 TASK_KEYS = {"name", "description", "labels", "instruction", "role", "examples", "strategies",
@@ -94,9 +98,8 @@ class TaskSpec:
     def strategy(self, name: str | None = None) -> Strategy:
         name = name or self.default_strategy
         if name not in self.strategies:
-            close = difflib.get_close_matches(name, list(self.strategies), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TaskError(f"task {self.name!r} has no strategy {name!r}{hint} "
+            hint = did_you_mean(name, self.strategies)
+            raise TaskError(f"task {self.name!r} has no strategy {name!r}{hint}. "
                             f"Strategies: {', '.join(self.strategies)}")
         strategy = self.strategies[name]
         if strategy.shots and not self.examples:
@@ -147,123 +150,160 @@ def load_task(name_or_path: str | Path | TaskSpec, labels=None) -> TaskSpec:
         if ref.endswith((".yaml", ".yml")) or path.is_file() or "/" in ref:
             if not path.is_file():
                 raise TaskError(f"task file not found: {path}")
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise TaskError(f"cannot read task file {path}: {exc}") from exc
-            task = parse_task(text, str(path))
+            task = _build(specyaml.load(path, TaskError, "task file"), str(path), Where(path, TaskError))
         elif ref in builtin_names():
-            text = resources.files(BUILTIN).joinpath(f"{ref}.yaml").read_text(encoding="utf-8")
-            task = parse_task(text, "built-in")
+            file = resources.files(BUILTIN).joinpath(f"{ref}.yaml")
+            data = specyaml.parse(file.read_text(encoding="utf-8"), str(file), TaskError)
+            task = _build(data, "built-in", Where(file, TaskError))
         else:
             known = builtin_names()
-            close = difflib.get_close_matches(ref, known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TaskError(f"unknown task {ref!r}{hint} Built-in tasks: {', '.join(known)}, "
-                            "or give the path of a task .yaml file")
+            raise TaskError(f"unknown task {ref!r}{did_you_mean(ref, known)}. "
+                            f"Built-in tasks: {', '.join(known)}, or give the path of a task .yaml file")
     if labels:
         task = task.with_labels(labels)
     return task
 
 
 def parse_task(text: str, source: str) -> TaskSpec:
-    """Build and check a TaskSpec from YAML text; every problem names ``source``."""
-    import yaml
+    """Build and check a TaskSpec from YAML text; every problem names ``source`` and its line."""
+    return _build(specyaml.parse(text, source, TaskError), source, Where(source, TaskError))
 
-    from .. import yaml12
 
-    def bad(msg: str) -> TaskError:
-        return TaskError(f"task file {source}: {msg}")
-
-    try:
-        data = yaml12.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise bad(f"not valid YAML ({' '.join(str(exc).split())})") from exc
-    if not isinstance(data, dict):
-        raise bad("expected a mapping with at least `name`, `labels` and `instruction`")
-    unknown = set(data) - TASK_KEYS
-    if unknown:
-        raise bad(f"unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(TASK_KEYS))}")
+def _build(data, source: str, where: Where) -> TaskSpec:
+    if not isinstance(data, LineDict):
+        raise where.error(None, "expected a mapping with at least `name`, `labels` and `instruction`")
+    where.keys(data, TASK_KEYS, "the task")
     for key in ("name", "instruction"):
         if not isinstance(data.get(key), str) or not data[key].strip():
-            raise bad(f"`{key}` must be a non-empty string")
-    labels, synonyms = _parse_labels(data.get("labels"), bad)
-    strategies = _parse_strategies(data.get("strategies") or {}, bad)
+            raise where.error(data.line_of(key), f"`{key}` must be a non-empty string")
+    labels, synonyms = _parse_labels(data, where)
+    raw_strategies = data.get("strategies") or LineDict()
+    strategies, base = _parse_strategies(raw_strategies, data, where)
     default = data.get("default_strategy", "zero-shot")
     if default not in strategies:
-        raise bad(f"default_strategy {default!r} is not one of: {', '.join(strategies)}")
+        raise where.error(data.line_of("default_strategy"), f"default_strategy {default!r} is not one of: "
+                          f"{', '.join(strategies)}{did_you_mean(default, strategies)}")
     task = TaskSpec(
         name=data["name"].strip(), labels=labels, synonyms=synonyms, instruction=data["instruction"],
         description=str(data.get("description") or ""), role=str(data.get("role") or ""),
         strategies=strategies, default_strategy=default, source=source)
-    task = replace(task, examples=_parse_examples(data.get("examples") or [], task, bad))
+    task = replace(task, examples=_parse_examples(data, task, where))
     from .prompts import check_templates
+
+    def bad(message: str, strategy: str | None, key: str) -> TaskError:
+        """The error at the line the failing template came from: the task file, else strategies.yaml."""
+        if strategy is None:
+            return where.error(data.line_of(key), message)
+        own = raw_strategies.get(strategy)
+        if isinstance(own, LineDict) and key in own:
+            return where.error(own.line_of(key), message)
+        if strategy in base and key in base[strategy]:
+            return base.where.error(base[strategy].line_of(key), message)
+        return where.error(raw_strategies.line_of(strategy) if strategy in raw_strategies else None, message)
 
     check_templates(task, bad)
     return task
 
 
-def _parse_labels(raw, bad) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+def _parse_labels(data: LineDict, where: Where) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
+    raw, line = data.get("labels"), data.line_of("labels")
     if raw is None:
-        raise bad("`labels` is missing (a list, or a mapping from label to synonyms)")
+        raise where.error(line, "`labels` is missing (a list, or a mapping from label to synonyms)")
     if isinstance(raw, list):
         raw = {label: [] for label in raw}
     if not isinstance(raw, dict):
-        raise bad("`labels` must be a list, or a mapping from label to a list of synonyms")
+        raise where.error(line, "`labels` must be a list, or a mapping from label to a list of synonyms")
     labels, synonyms, seen = [], {}, {}
     for label, syns in raw.items():
+        at = raw.line_of(label) if isinstance(raw, LineDict) else line
         label = str(label).strip()
+        if not isinstance(syns, (str, list, type(None))):
+            raise where.error(at, f"label {label!r}: its synonyms must be a word or a list of words, "
+                              f"got {syns!r}")
         syns = [syns] if isinstance(syns, str) else list(syns or [])
         for word in [label, *syns]:
             key = _key(word)
             if not key:
-                raise bad(f"label {label!r} has an empty name or synonym")
+                raise where.error(at, f"label {label!r} has an empty name or synonym")
             if key in seen and seen[key] != label:
-                raise bad(f"{word!r} names both {seen[key]!r} and {label!r}")
+                raise where.error(at, f"{word!r} names both {seen[key]!r} and {label!r}")
             seen[key] = label
         labels.append(label)
         synonyms[label] = tuple(str(s).strip() for s in syns)
     if len(labels) == 1:
-        raise bad("a task needs at least two labels")
+        raise where.error(line, "a task needs at least two labels")
     return tuple(labels), synonyms
 
 
-def _parse_strategies(raw, bad) -> dict[str, Strategy]:
-    from .. import yaml12
+class _Base(dict):
+    """The shared strategies (strategies.yaml), with a ``Where`` for errors in that file."""
 
-    base = yaml12.safe_load(resources.files(BUILTIN).joinpath("strategies.yaml").read_text("utf-8"))
-    if not isinstance(raw, dict):
-        raise bad("`strategies` must be a mapping from strategy name to its fields")
+    where: Where
+
+
+def _base_strategies() -> _Base:
+    file = resources.files(BUILTIN).joinpath("strategies.yaml")
+    base = _Base(specyaml.parse(file.read_text("utf-8"), str(file), TaskError))
+    base.where = Where(file, TaskError)
+    return base
+
+
+def _parse_strategies(raw, data: LineDict, where: Where) -> tuple[dict[str, Strategy], _Base]:
+    base = _base_strategies()
+    if not isinstance(raw, LineDict):
+        raise where.error(data.line_of("strategies"),
+                          "`strategies` must be a mapping from strategy name to its fields")
     out = {}
     for name in [*base, *(n for n in raw if n not in base)]:
-        fields = {**(base.get(name) or {}), **(raw.get(name) or {})}
-        unknown = set(fields) - STRATEGY_KEYS
-        if unknown:
-            raise bad(f"strategy {name!r}: unknown field(s) {', '.join(sorted(unknown))}; "
-                      f"known: {', '.join(sorted(STRATEGY_KEYS))}")
-        for key in ("shots", "max_new_tokens"):
-            if key in fields and (not isinstance(fields[key], int) or fields[key] < (key != "shots")):
-                raise bad(f"strategy {name!r}: `{key}` must be a whole number, got {fields[key]!r}")
-        if fields.get("extract"):
-            try:
-                if re.compile(fields["extract"]).groups < 1:
-                    raise bad(f"strategy {name!r}: `extract` needs a group ( ) around the answer")
-            except re.error as exc:
-                raise bad(f"strategy {name!r}: `extract` is not a valid regular expression ({exc})") from exc
-        out[name] = Strategy(name=name, **{k: ("" if v is None else v) for k, v in fields.items()})
-    return out
+        own = raw.get(name)
+        if own is None:
+            own = LineDict()
+            own.line = raw.line_of(name) if name in raw else 0
+        if not isinstance(own, LineDict):
+            raise where.error(raw.line_of(name), f"strategy {name!r} must be a mapping of its fields")
+        out[name] = _strategy(name, own, base.get(name) or LineDict(), where, base.where)
+    return out, base
 
 
-def _parse_examples(raw, task: TaskSpec, bad) -> tuple[dict, ...]:
+def _strategy(name: str, own: LineDict, shared: LineDict, where: Where, shared_where: Where) -> Strategy:
+    """One strategy: the task file's fields (``own``) over the shared ones from strategies.yaml."""
+    label = f"strategy {name!r}"
+    where.keys(own, STRATEGY_KEYS, label)
+    fields = {**shared, **own}
+
+    def home(key: str) -> tuple[LineDict, Where]:
+        """Where ``key`` was written: the task file when it sets it, else strategies.yaml."""
+        return (own, where) if key in own else (shared, shared_where)
+
+    for key, least in (("shots", 0), ("max_new_tokens", 1)):
+        src, at = home(key)
+        at.whole_number(src, key, label, None, least=least)
+    if fields.get("extract"):
+        src, at = home("extract")
+        try:
+            groups = re.compile(fields["extract"]).groups
+        except re.error as exc:
+            raise at.error(src.line_of("extract"),
+                           f"{label}: `extract` is not a valid regular expression ({exc})") from exc
+        if groups < 1:
+            raise at.error(src.line_of("extract"), f"{label}: `extract` needs a group ( ) around the answer")
+    return Strategy(name=name, **{k: ("" if v is None else v) for k, v in fields.items()})
+
+
+def _parse_examples(data: LineDict, task: TaskSpec, where: Where) -> tuple[dict, ...]:
+    raw = data.get("examples") or []
     if not isinstance(raw, list):
-        raise bad("`examples` must be a list of {text, label} entries")
+        raise where.error(data.line_of("examples"), "`examples` must be a list of {text, label} entries")
     out = []
     for i, ex in enumerate(raw, 1):
-        if not isinstance(ex, dict) or not {"text", "label"} <= set(ex) or set(ex) - EXAMPLE_KEYS:
-            raise bad(f"example {i} must have `text` and `label` (and optionally `reasoning`)")
+        line = ex.line if isinstance(ex, LineDict) else data.line_of("examples")
+        if not isinstance(ex, dict) or not {"text", "label"} <= set(ex):
+            raise where.error(line, f"example {i} must have `text` and `label` (and optionally `reasoning`)")
+        where.keys(ex, EXAMPLE_KEYS, f"example {i}")
         label = task.normalise(ex["label"])
         if label is None:
-            raise bad(f"example {i} has label {ex['label']!r}, not one of {', '.join(task.labels)}")
+            raise where.error(ex.line_of("label"), f"example {i} has label {ex['label']!r}, "
+                              f"not one of {', '.join(task.labels)}")
         out.append({"text": str(ex["text"]), "label": label, "reasoning": str(ex.get("reasoning") or "")})
     return tuple(out)
 
