@@ -5,8 +5,9 @@
     >>> model.generate("Where is Groningen located?", temperature=0).text   # doctest: +SKIP
 """
 
-from .chat import Chat, Message
+from .chat import Message
 from .config import GenerationConfig
+from .conversation import Chat
 from .errors import LlmlabError
 from .models.base import Model, ModelInfo, Response, Token
 from .models.registry import load_model

@@ -1,32 +1,55 @@
-"""Messages, chat templates and the conversation that keeps history.
+"""Messages and chat templates: leaf types that every layer uses and that import nothing of llmlab's.
 
 A plain string prompt is completed as raw text; a list of messages is rendered with the model's own
 chat template (the Jinja template stored in the GGUF file or the tokenizer config), the same way on
-every backend. ``Chat`` keeps the history and, when the conversation outgrows the context window,
-either fails or drops the oldest turns after the system message, as the caller chooses, and says so.
+every backend. A message is a system, user, assistant or tool turn; an assistant turn may carry tool
+calls and a tool turn answers one by its id, in the shapes of the OpenAI chat format. The
+conversation that keeps history, ``Chat``, sits above models, in ``conversation.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from .errors import PromptError
 
-if TYPE_CHECKING:
-    from .config import GenerationConfig
-    from .models.base import Model, Response
-
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 Overflow = Literal["error", "drop_oldest"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call an assistant turn asks for: ``name`` with JSON ``arguments`` (text, as the model wrote it)."""
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def to_dict(self) -> dict:  # the OpenAI chat format, which chat templates expect
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ToolCall:
+        fn = d.get("function") if isinstance(d.get("function"), dict) else d
+        if not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise PromptError(f"a tool call needs a function name, got {d!r}")
+        args = fn.get("arguments", "{}")
+        if not isinstance(args, str):
+            import json
+
+            args = json.dumps(args)
+        return cls(str(d.get("id") or ""), fn["name"], args)
 
 
 @dataclass(frozen=True)
 class Message:
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's calls
+    tool_call_id: str | None = None        # a tool turn: the call it answers
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -34,9 +57,22 @@ class Message:
         if not isinstance(self.content, str):
             raise PromptError(f"message content must be text, got {type(self.content).__name__}")
         check_text(self.content)
+        if not isinstance(self.tool_calls, tuple):
+            object.__setattr__(self, "tool_calls", tuple(self.tool_calls))
+        if self.tool_calls and self.role != "assistant":
+            raise PromptError(f"only an assistant message has tool calls, not a {self.role} message")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise PromptError(f"only a tool message answers a tool call id, not a {self.role} message")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As the OpenAI chat format writes it; the tool fields only where set, so a plain message
+        reads ``{"role", "content"}`` as it always has (stored logs and fingerprints keep)."""
+        d = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            d["tool_calls"] = [c.to_dict() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            d["tool_call_id"] = self.tool_call_id
+        return d
 
 
 def as_messages(items: Iterable[Message | dict | tuple]) -> list[Message]:
@@ -47,7 +83,9 @@ def as_messages(items: Iterable[Message | dict | tuple]) -> list[Message]:
             out.append(item)
         elif isinstance(item, dict):
             try:
-                out.append(Message(item["role"], item["content"]))
+                calls = tuple(ToolCall.from_dict(c) for c in item.get("tool_calls") or ())
+                out.append(Message(item["role"], item["content"] if item["content"] is not None else "",
+                                   calls, item.get("tool_call_id")))
             except KeyError as exc:
                 raise PromptError(f"a message needs 'role' and 'content', got {item!r}") from exc
         elif isinstance(item, (tuple, list)) and len(item) == 2:
@@ -82,6 +120,8 @@ def check_prompt(prompt: str | list[Message]) -> None:
 @lru_cache(maxsize=8)
 def _compile(template: str):
     # Chat templates are code shipped inside model files: render them sandboxed, as transformers does.
+    # Their own environment, not specfile.templates: they follow the model's rules (trim and lstrip
+    # blocks, raise_exception, undefined variables allowed), not those of llmlab's user templates.
     from jinja2.exceptions import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -183,53 +223,3 @@ def drop_oldest_turns(messages: list[Message], fits) -> tuple[list[Message], int
         body = body[n:]
         dropped += n
     return head + body, dropped
-
-
-class Chat:
-    """A conversation with history.
-
-    >>> chat = Chat(model, system="You are a helpful assistant.")   # doctest: +SKIP
-    >>> chat.send("Where is Groningen located?").text                  # doctest: +SKIP
-    >>> chat.send("And how many people live there?").text              # doctest: +SKIP
-    """
-
-    def __init__(self, model: Model, system: str | None = None, config: GenerationConfig | None = None,
-                 overflow: Overflow = "drop_oldest"):
-        self.model = model
-        self.config = config
-        self.overflow = overflow
-        self.messages: list[Message] = []
-        self.dropped = 0  # messages dropped from history so far to fit the context window
-        if system:
-            self.messages.append(Message("system", system))
-
-    @property
-    def system(self) -> str | None:
-        return self.messages[0].content if self.messages and self.messages[0].role == "system" else None
-
-    def set_system(self, text: str | None) -> None:
-        body = self.messages[1:] if self.system is not None else self.messages
-        self.messages = ([Message("system", text)] if text else []) + body
-
-    def reset(self) -> None:
-        """Forget the history, keep the system message."""
-        self.messages = self.messages[:1] if self.system is not None else []
-
-    def stream(self, text: str, config: GenerationConfig | None = None, **overrides) -> Response:
-        """Send a user message; iterate the result for text as it arrives."""
-        check_prompt(text)
-        pending = self.messages + [Message("user", text)]
-        response = self.model.prompt(pending, config or self.config, overflow=self.overflow, **overrides)
-        response.on_done(lambda r: self._record(pending, r))
-        return response
-
-    def send(self, text: str, config: GenerationConfig | None = None, **overrides) -> Response:
-        return self.stream(text, config, **overrides).complete()
-
-    def _record(self, pending: list[Message], response: Response) -> None:
-        kept = response.messages if response.messages is not None else pending
-        self.dropped += response.dropped_messages
-        self.messages = list(kept) + [Message("assistant", response.text)]
-
-    def __iter__(self) -> Iterator[Message]:
-        return iter(self.messages)

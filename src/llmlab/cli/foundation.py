@@ -139,7 +139,7 @@ def chat(
     base_url: BaseUrl = None, api_key: ApiKey = None, threads: Threads = None,
 ):
     """Interactive multi-turn chat (reads lines from stdin)."""
-    from ..chat import Chat
+    from ..conversation import Chat
     from ..errors import ConfigError, PromptError
 
     if on_overflow not in ("drop_oldest", "error"):

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..chat import Message, check_prompt
+from ..checks import whole_number
 from ..config import DEFAULT_MAX_CTX, GenerationConfig, default_threads
 from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
 from .base import Chunk, Model, ModelInfo, Token
@@ -54,8 +55,10 @@ class HFModel(Model):
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, dtype: str = "float32", verbose: bool = False,
                  **hf_options):
-        _check_whole("n_ctx", n_ctx, 2)
-        _check_whole("n_threads", n_threads, 1)
+        if n_ctx is not None:
+            whole_number("n_ctx", n_ctx, least=2)
+        if n_threads is not None:
+            whole_number("n_threads", n_threads)
         path = Path(path)
         name = name or path.name
         if path.is_dir():
@@ -268,11 +271,6 @@ class _TextDelta:
         """Whatever is still held back at the end (an incomplete character comes out as U+FFFD)."""
         shown = self._decode(self.ids[self.prefix:self.read])
         return self._decode(self.ids[self.prefix:])[len(shown):]
-
-
-def _check_whole(option: str, value, least: int) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
-        raise ConfigError(f"{option} must be a whole number >= {least}, got {value!r}")
 
 
 def _load(path: Path, dtype, verbose: bool, options: dict):
