@@ -5,6 +5,9 @@ module, started here), to an ``EmbeddingModel`` whose vectors are the same on ev
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -157,3 +160,20 @@ def test_server_errors_are_one_line(server):
     assert lazy.info.dimension is None
     with pytest.raises(ServerUnreachableError):
         lazy.embed(["x"])
+
+
+def test_llmlab_models_and_info_show_the_embedding_model_without_loading_it():
+    def llmlab(*args):
+        r = subprocess.run([sys.executable, "-m", "llmlab", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    card = json.loads(llmlab("info", "all-minilm", "--json"))
+    assert (card["kind"], card["name"], card["dimension"], card["max_seq_length"]) == \
+        ("embedding", "minilm", 384, 256)
+    assert card["parameters"] == 22_713_728 and card["license"] == "apache-2.0" and card["normalized"] is True
+    rows = {row["name"]: row for row in json.loads(llmlab("models", "--json"))}
+    assert rows["minilm"]["kind"] == "embedding" and "all-minilm" in rows["minilm"]["aliases"]
+    assert "smollm2" in rows
+    assert "bundled embedding models" in llmlab("models") and "384" in llmlab("info", "minilm")
