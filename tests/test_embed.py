@@ -177,3 +177,13 @@ def test_llmlab_models_and_info_show_the_embedding_model_without_loading_it():
     assert rows["minilm"]["kind"] == "embedding" and "all-minilm" in rows["minilm"]["aliases"]
     assert "smollm2" in rows
     assert "bundled embedding models" in llmlab("models") and "384" in llmlab("info", "minilm")
+
+
+def test_serve_can_serve_another_servers_embedding_model(server, minilm, tmp_path):
+    # -e takes any load_embedder name: here the first server's /v1/embeddings, served again as "mini"
+    args = ["--db", str(tmp_path / "db"), "serve", "-m", "smollm2", "--n-ctx", "256", "--parallel", "1",
+            "-e", f"mini=openai/minilm@{server.url}/v1", "-q"]
+    with ServerProcess(args, env={"LLMLAB_OPENAI_API_KEY": KEY}, log=tmp_path / "log") as relay:
+        remote = load_embedder(f"ollama/mini@{relay.url}")
+        assert np.allclose(remote.embed(TEXTS), minilm.embed(TEXTS), atol=1e-6)
+        remote.close()

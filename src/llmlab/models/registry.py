@@ -6,6 +6,9 @@
     llamacpp/path/to/x.gguf   any local GGUF file (a bare path ending in .gguf works too)
     hf/path/to/model_dir      any local Hugging Face model directory
 
+Embedding models resolve here too, through ``load_embedder()`` (the second half of this file):
+``minilm``, ``st/<dir>``, ``openai/NAME``, ``ollama/NAME``, each to an ``EmbeddingModel``.
+
 Backends are imported only when a model is loaded, so listing names costs nothing.
 """
 
@@ -234,8 +237,8 @@ EMBEDDERS = {
 }
 EMBED_OPTIONS = {
     "st": {"batch_size", "normalize", "device"},
-    "openai": (HTTP_OPTIONS - {"check"}) | {"batch_size", "check"},
-    "ollama": (HTTP_OPTIONS - {"check"}) | {"batch_size", "check"},
+    "openai": HTTP_OPTIONS | {"batch_size"},  # check=False: no request until the first embed()
+    "ollama": HTTP_OPTIONS | {"batch_size"},
 }
 
 
