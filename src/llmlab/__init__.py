@@ -3,6 +3,8 @@
     >>> from llmlab import load_model, GenerationConfig, Chat
     >>> model = load_model("smollm2")                                  # doctest: +SKIP
     >>> model.generate("Where is Groningen located?", temperature=0).text   # doctest: +SKIP
+    >>> load_embedder("minilm").embed(["a cat", "a dog"]).shape           # doctest: +SKIP
+    (2, 384)
 """
 
 from .chat import Message
@@ -10,10 +12,10 @@ from .config import GenerationConfig
 from .conversation import Chat
 from .errors import LlmlabError
 from .models.base import Model, ModelInfo, Response, Token
-from .models.registry import load_model
+from .models.registry import load_embedder, load_model
 
-__all__ = ["Chat", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo", "Response",
-           "Token", "evaluate", "load_model"]
+__all__ = ["Chat", "EmbeddingModel", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo",
+           "Response", "Token", "evaluate", "load_embedder", "load_model"]
 __version__ = "0.1.0"
 
 
@@ -23,4 +25,8 @@ def __getattr__(name: str):
         from .evals.api import evaluate
 
         return evaluate
+    if name == "EmbeddingModel":
+        from .models.embed import EmbeddingModel
+
+        return EmbeddingModel
     raise AttributeError(f"module 'llmlab' has no attribute {name!r}")

@@ -86,9 +86,9 @@ def _hf() -> dict:
 def _sentence_transformers() -> dict:
     import sentence_transformers
 
-    from .serve.loading import load_embedder
+    from .models.registry import load_embedder
 
-    vec = load_embedder("minilm").encode(["Where is Groningen located?"])
+    vec = load_embedder("minilm").embed(["Where is Groningen located?"])
     return {"ok": vec.shape[-1] > 0, "detail": f"sentence-transformers {sentence_transformers.__version__}; "
                                               f"MiniLM embeds to {vec.shape[-1]} dimensions"}
 

