@@ -2,6 +2,7 @@
 
     python bench/bench_eval.py                 # throughput: score vs generate (lesson settings)
     python bench/bench_eval.py --search        # + accuracy of every recipe on the same file
+    python bench/bench_eval.py --prefix        # Gemma 3: few-shot vs zero-shot `score` (prefix reuse)
 
 Throughput: the lesson's 100-row file, the bundled SmolLM2-135M (llama.cpp), the lesson's prompt
 (zero-shot strategy), `generate` greedy with at most 10 new tokens, `score` on the same prompts. Both
@@ -13,6 +14,12 @@ items / summed item time (what the report's table shows); wall time per method i
 Search: every built-in strategy x method, plus a few user-style task files, on all 100 rows, then
 the MiniLM baseline; a markdown table sorted by accuracy. Runs are kept in --db, so an interrupted
 search resumes.
+
+Prefix: Gemma 3 270M (a sliding-window model) scoring the same file with the zero-shot and the
+few-shot strategy, loaded as llmlab loads it (full-size sliding-window cache, so the few-shot
+examples stay in the KV cache between rows), against the naive reference of the same few-shot
+scoring from scratch on every row (llama.cpp's default small sliding-window cache, which cannot keep
+a prefix), interleaved in blocks as above.
 
 Prints markdown tables only; the figures in bench/RESULTS.md are copied from its output.
 """
@@ -74,6 +81,40 @@ def throughput(model, frame, db, block: int) -> None:
     print(f"\nscore / generate examples/s ratio: **{seconds['generate'] / seconds['score']:.2f}**; "
           f"the most any method reading each prompt could reach: "
           f"{seconds['generate'] / seconds[floor]:.2f}")
+
+
+def prefix(frame, db, block: int) -> None:
+    from llmlab import evaluate
+    from llmlab.models.llamacpp import LlamaCppModel
+    from llmlab.models.registry import BUNDLED
+
+    path = BUNDLED["gemma3-270m"].path()
+    kept = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048)                  # as llmlab loads it
+    scratch = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048, swa_full=False)  # the naive reference
+    assert kept.reuse_scoring_prefix and not scratch.reuse_scoring_prefix
+    runs = {"zero-shot (kept prefix)": (kept, "zero-shot"), "few-shot (kept prefix)": (kept, "few-shot"),
+            "few-shot (from scratch)": (scratch, "few-shot")}
+    seconds = dict.fromkeys(runs, 0.0)
+    correct = dict.fromkeys(runs, 0)
+    for start in range(0, len(frame), block):
+        rows = frame.iloc[start:start + block]
+        order = list(runs) if (start // block) % 2 == 0 else list(reversed(runs))
+        for name in order:
+            model, strategy = runs[name]
+            result = evaluate(rows, "sentiment", [model], ["score"], [strategy], db=db, fresh=True)
+            seconds[name] += float(result.predictions["seconds"].sum())
+            correct[name] += int(result.predictions["correct"].sum())
+    n = len(frame)
+    print(f"\n## Gemma 3 270M `score` on {DATA.name} ({n} rows, Q4_K_M, llama.cpp, {os.cpu_count()} CPUs)\n")
+    print("| strategy | examples/s | accuracy |")
+    print("|---|---|---|")
+    for name in runs:
+        print(f"| {name} | {n / seconds[name]:.2f} | {correct[name] / n:.2f} |")
+    zero, few = seconds["zero-shot (kept prefix)"], seconds["few-shot (kept prefix)"]
+    print(f"\nfew-shot / zero-shot examples/s: **{zero / few:.2f}** (target 0.8); kept prefix / from "
+          f"scratch on few-shot: {seconds['few-shot (from scratch)'] / few:.2f}x")
+    kept.close()
+    scratch.close()
 
 
 # user-style task files for the search: the same labels, other wordings (tasks are data)
@@ -139,6 +180,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=10, help="rows per interleaved block")
     parser.add_argument("--search", action="store_true", help="also search recipes for accuracy")
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--prefix", action="store_true", help="only the Gemma few-shot prefix-reuse run")
     parser.add_argument("--db", type=Path, help="keep runs here (resumes an interrupted search)")
     args = parser.parse_args()
     if not args.data.exists():
@@ -148,6 +190,10 @@ def main() -> None:
     from llmlab.tasks import load_task
 
     frame = load_dataset(args.data, load_task("sentiment")).frame.rename(columns={"gold": "label"})
+    if args.prefix:
+        with tempfile.TemporaryDirectory() as tmp:
+            prefix(frame, Path(tmp) / "prefix.db", args.block)
+        return
     model = load_model("smollm2", log=False, n_ctx=2048)
     with tempfile.TemporaryDirectory() as tmp:
         db = args.db or Path(tmp) / "bench.db"

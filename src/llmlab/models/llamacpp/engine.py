@@ -23,10 +23,9 @@ what scoring over HTTP uses) are therefore computed on the loaded model's own co
 equal the in-process values exactly (with flash attention they differed by up to 0.3 nats on an
 80-token prompt).
 
-Sampling uses llama.cpp's sampler chain per sequence, built as the llamacpp backend builds it
-(repeat penalty, then greedy, or top-k, top-p, temperature and a seeded draw). The engine also
-returns log-probabilities of generated tokens (with the top alternatives), which need the logits the
-high-level ``Llama`` API does not keep.
+Each sequence gets its own sampler from ``sampling.make_sampler`` (the in-process model's, so a
+seed means the same), and its tokens go through the shared ``decoding.Decoding`` (stop strings,
+limits, hidden control tokens, log-probabilities when the request's config asks for them).
 """
 
 from __future__ import annotations
@@ -105,7 +104,7 @@ class Engine:
         # the tokens whose KV cells each slot still holds, kept after a request ends so that the next
         # prompt sharing a prefix with them (a system prompt, a chat's history) skips that part
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]
-        self.reuse_prefix = getattr(model, "reuse_prefix", True)  # not with sliding-window caches
+        self.reuse_prefix = model.reuse_prefix  # not for sampling on a sliding-window model (see model.py)
         self.active: list[_Seq] = []
         self.thread = threading.Thread(target=self._loop, name=f"engine-{model.info.name}", daemon=True)
         self.thread.start()

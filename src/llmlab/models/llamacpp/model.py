@@ -75,6 +75,7 @@ class LlamaCppModel(Model):
         self.reuse_scoring_prefix = not sliding or swa_full
         self.runtime["swa_full"] = swa_full if sliding else None
         self._hidden: dict[int, bool] = {}
+        self.kept_tokens = 0
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -230,8 +231,9 @@ class LlamaCppModel(Model):
         keep = min(common, len(ids) - 1)  # at least one token is decoded, to get fresh logits
         if not reuse:
             keep = 0
+        self.kept_tokens = 0  # how much of this prompt the cache already held (read by tests, bench)
         if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
-            llm.n_tokens = keep
+            llm.n_tokens = self.kept_tokens = keep
         else:
             llm.reset()
         llm.eval(ids[llm.n_tokens:])  # logits are kept for the last token only
