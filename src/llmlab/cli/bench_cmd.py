@@ -53,6 +53,13 @@ def bench(
         with progress_bar(transient=True) as bar:
             result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,
                                store=store, bar=bar)
+    except KeyboardInterrupt as exc:  # the measurements finished so far are stored as an unfinished run
+        if getattr(exc, "run_id", None) is not None:
+            err(f"interrupted: {exc.done} of {exc.planned} measurements are stored as bench run "
+                f"{exc.run_id}; a benchmark starts anew when run again")
+        else:
+            err("interrupted")
+        raise typer.Exit(130) from None
     finally:
         store.close()
     console.print(table(result))

@@ -73,7 +73,12 @@ def probe(
     for name in models + ([judge] if judge else []):
         resolve(name)  # an unknown model or a bad option fails here, before anything loads
         check_options(name, options)
-    runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples, fresh)
+    try:
+        runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples,
+                        fresh)
+    except KeyboardInterrupt as exc:  # a RunInterrupted says what is stored and how to resume
+        err(str(exc) or "interrupted")
+        raise typer.Exit(130) from None
     if out is not None:
         from ..probes.report import write_outputs
 

@@ -143,7 +143,8 @@ class SystemKind(RunKind):
 
     def summarise(self, results: dict[str, dict]) -> dict:
         self.items, extra = final_items(self.method, results, self.dataset.frame["id"])
-        return {**self.setup, **extra, "settings": self.method.settings(self.strategy), "runtime": self.runtime}
+        return {**self.setup, **extra, "settings": self.method.settings(self.strategy),
+                "runtime": self.runtime}
 
 
 class BaselineKind(RunKind):
