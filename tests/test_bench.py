@@ -140,3 +140,16 @@ def test_the_transformers_backend_is_measured_too():
     (row,) = result.rows
     assert (row["model"], row["backend"]) == ("hf/smollm2", "hf")
     assert row["prompt_tokens"].median == 8 and row["ttft_s"].median > 0 and row["peak_rss"].median > 100e6
+
+
+def test_the_benchmark_is_a_run_that_is_listed_and_reopened(cli_run):
+    r, out, _ = cli_run
+    db = out.parent / "db.sqlite"
+    listed = llmlab("runs", "--kind", "bench", db=db)
+    assert listed.returncode == 0, listed.stderr
+    line = next(line for line in listed.stdout.splitlines() if " bench " in line)
+    assert "llamacpp/smollm2" not in line and "smollm2, gemma3-270m" in line  # the names as given
+    assert "4/4" in line and "finished" in line
+    shown = llmlab("runs", "show", "1", db=db)  # the same table, nothing measured again
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == r.stdout

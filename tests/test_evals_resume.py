@@ -28,15 +28,15 @@ class Interrupt:
         self.stored = 0
 
     def install(self, monkeypatch):
-        original = Store.add_eval_result
+        original = Store.add_unit  # where every kind of run stores a finished unit (here: an item)
 
-        def add(store, run_id, item_id, result):
-            original(store, run_id, item_id, result)
+        def add(store, *args):
+            original(store, *args)
             self.stored += 1
             if self.stored == self.after:
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(Store, "add_eval_result", add)
+        monkeypatch.setattr(Store, "add_unit", add)
 
 
 def count_predictions(monkeypatch) -> list:

@@ -14,6 +14,8 @@ generation per prompt length. Each prompt starts with a different word, so no KV
 reused from the call before (which would flatter prefill). Prompts are raw text for every model: the
 speed of a forward pass does not depend on the chat template. Repeats are interleaved across models,
 so a change in machine load hits every model alike; on a shared machine the spread says how much.
+A benchmark is a kind of run (``BenchKind`` on ``llmlab.runs``): one unit per repeat x model, stored
+as it finishes, so ``llmlab runs`` lists it; it never resumes (running it again measures again).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import BackendError, ConfigError
+from .runs import RunKind, Unit, execute
 
 METRICS = ("ttft_s", "prefill_tps", "decode_tps")
 OPENERS = ["Once", "Yesterday", "Somewhere", "Long", "Every", "After", "Before", "During", "Under",
@@ -63,6 +66,7 @@ class BenchResult:
     settings: dict
     runs: list[dict]       # one per model x repeat: what the child measured, plus the sampled peak RSS
     rows: list[dict] = field(default_factory=list)  # per model x prompt length: Stat per metric
+    run_id: int | None = None  # the run's id in the store once stored
 
     def to_dict(self) -> dict:
         return {"settings": self.settings, "runs": self.runs,
@@ -84,7 +88,9 @@ def parse_lengths(text: str) -> list[int]:
 
 def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_tokens: int = 32,
               n_ctx: int | None = None, threads: int | None = None,
-              progress: Callable[[str], None] | None = None) -> BenchResult:
+              progress: Callable[[str], None] | None = None, store=None, bar=None) -> BenchResult:
+    """Measure every model ``repeats`` times, each in a fresh process; with a ``store`` each
+    measurement is stored as it finishes (a run of kind bench); ``bar`` is a ``progress_bar``."""
     from .models.registry import check_options, load_options, resolve
 
     if not models:
@@ -103,15 +109,54 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
         check_options(name, options)
     settings = {"models": list(models), "lengths": list(lengths), "repeats": repeats,
                 "new_tokens": new_tokens, "n_ctx": n_ctx, "threads": threads, "machine": _machine()}
-    runs = []
-    for rep in range(repeats):
-        for name in models:
-            if progress:
-                progress(f"{name}: repeat {rep + 1} of {repeats}")
-            run = _spawn(name, lengths, new_tokens, options)
-            run["repeat"] = rep + 1
-            runs.append(run)
-    return BenchResult(settings, runs, summarize(runs))
+    kind = BenchKind(settings, options, progress)
+    outcome = execute(kind, store, fresh=True, progress=bar)
+    runs = list(outcome.results.values())
+    return BenchResult(settings, runs, summarize(runs), outcome.run_id)
+
+
+class BenchKind(RunKind):
+    """A benchmark as a kind of run: one unit per repeat x model (each a fresh process), interleaved.
+    Always a fresh run (measuring again is the point of running it again); its units are stored as
+    they finish, so `llmlab runs` lists it and `llmlab runs show ID` re-opens its table."""
+
+    kind = "bench"
+
+    def __init__(self, settings: dict, options: dict, progress: Callable[[str], None] | None = None):
+        self.settings, self.options, self.callback = settings, options, progress
+        self.model = ", ".join(settings["models"])
+        self.subject = (f"prompt lengths {','.join(map(str, settings['lengths']))} x {settings['repeats']} "
+                        "repeats")
+        self.label = f"bench {self.model}"
+
+    def identity(self) -> dict:
+        return {k: v for k, v in self.settings.items() if k != "machine"}
+
+    def header(self) -> dict:
+        return {"settings": self.settings, "options": self.options}
+
+    def plan(self) -> list[Unit]:
+        s = self.settings
+        return [Unit(f"{rep + 1}/{name}", n, (rep, name)) for n, (rep, name) in
+                enumerate((rep, name) for rep in range(s["repeats"]) for name in s["models"])]
+
+    def run_unit(self, unit: Unit) -> dict:
+        rep, name = unit.payload
+        if self.callback:
+            self.callback(f"{name}: repeat {rep + 1} of {self.settings['repeats']}")
+        run = _spawn(name, self.settings["lengths"], self.settings["new_tokens"], self.options)
+        run["repeat"] = rep + 1
+        return run
+
+    def summarise(self, results: dict[str, dict]) -> dict:
+        return {"summary": BenchResult(self.settings, list(results.values()),
+                                       summarize(list(results.values()))).to_dict()["summary"]}
+
+
+def reopen(store, row: dict) -> BenchResult:
+    """A stored benchmark's result, re-read from its units (nothing is measured again)."""
+    runs = list(store.units(row["id"]).values())
+    return BenchResult(row["header"]["settings"], runs, summarize(runs), row["id"])
 
 
 def summarize(runs: list[dict]) -> list[dict]:

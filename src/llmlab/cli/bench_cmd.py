@@ -10,7 +10,6 @@ a time-stamped folder under the data directory).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated
@@ -45,10 +44,24 @@ def bench(
     lengths = parse_lengths(prompt_lengths)
     if out is not None:
         prepare_out(out)
+    from ..runs import progress_bar
+    from ..store import Store
+
     console = Console()
-    with console.status("benchmarking") as status:
-        result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,
-                           progress=lambda msg: status.update(f"benchmarking {msg} (fresh process)"))
+    store = Store.open()
+    try:
+        with progress_bar(transient=True) as bar:
+            result = run_bench(model or ["smollm2"], lengths, repeats, new_tokens, n_ctx, threads,
+                               store=store, bar=bar)
+    except KeyboardInterrupt as exc:  # the measurements finished so far are stored as an unfinished run
+        if getattr(exc, "run_id", None) is not None:
+            err(f"interrupted: {exc.done} of {exc.planned} measurements are stored as bench run "
+                f"{exc.run_id}; a benchmark starts anew when run again")
+        else:
+            err("interrupted")
+        raise typer.Exit(130) from None
+    finally:
+        store.close()
     console.print(table(result))
     if "llama_cpp" in result.settings["machine"]:
         err(result.settings["machine"]["llama_cpp"]["summary"])
@@ -57,7 +70,8 @@ def bench(
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
     write_csv(result, out / "results.csv")
     chart = write_chart(result, out / "bench.png")
-    err(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {chart}")
+    err(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {chart}; stored as bench run "
+        f"{result.run_id} (`llmlab runs show {result.run_id}` re-opens the table)")
 
 
 def _spread(stat, scale: float = 1.0, digits: int = 0) -> str:
@@ -70,19 +84,19 @@ def _spread(stat, scale: float = 1.0, digits: int = 0) -> str:
     return f"{med} ({f.format(stat.low * scale)}–{f.format(stat.high * scale)})"
 
 
-def table(result):
-    from rich.table import Table
+def bench_table(result):
+    """The medians with their spread, one row per model x prompt length (a ``llmlab.runs.Table``)."""
+    from ..runs import Column, Table
 
     s = result.settings
     load = s["machine"]["load_average"]
     threads = f"{s['threads']} threads" if s.get("threads") else "default threads"
-    t = Table(title=f"median (min–max) over {s['repeats']} fresh processes per model; "
+    t = Table([Column(col, justify="left" if col in ("model", "backend") else "right", no_wrap=col == "model")
+               for col in ("model", "backend", "prompt tokens", "load s", "TTFT ms", "prefill tok/s",
+                           "decode tok/s", "peak RSS MB")],
+              title=f"median (min–max) over {s['repeats']} fresh processes per model; "
                     f"{s['new_tokens']} new tokens, greedy, {threads}; load average at start {load}",
               title_justify="left")
-    for col in ("model", "backend", "prompt tokens", "load s", "TTFT ms", "prefill tok/s", "decode tok/s",
-                "peak RSS MB"):
-        t.add_column(col, justify="left" if col in ("model", "backend") else "right",
-                     no_wrap=col == "model")
     seen = set()
     for r in result.rows:
         first = r["model"] not in seen
@@ -94,13 +108,23 @@ def table(result):
     return t
 
 
+def table(result):
+    """The terminal table (rich) of ``bench_table``."""
+    return bench_table(result).to_rich()
+
+
+def csv_table(result):
+    """One row per model x prompt length: median, min and max of each figure."""
+    from ..runs import Table
+
+    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load")
+    columns = ["model", "backend", "length"] + [f"{k}_{s}" for k in keys for s in ("median", "min", "max")]
+    return Table(columns,
+                 [[r["model"], r["backend"], r["length"]]
+                  + [getattr(r[k], s) for k in keys for s in ("median", "low", "high")] for r in result.rows])
+
+
 def write_csv(result, path: Path) -> None:
     """One row per model x prompt length: median, min and max of each figure."""
-    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load")
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["model", "backend", "length"]
-                   + [f"{k}_{s}" for k in keys for s in ("median", "min", "max")])
-        for r in result.rows:
-            w.writerow([r["model"], r["backend"], r["length"]]
-                       + [getattr(r[k], s) for k in keys for s in ("median", "low", "high")])
+        fh.write(csv_table(result).to_csv())

@@ -1,7 +1,8 @@
 """``llmlab eval``: evaluate a prompted task on a labelled file, and ``--list-tasks``.
 
 Everything heavy (pandas, scikit-learn, the model) is imported inside the command. Ctrl-C stops the
-run with every finished item already in the store; the same command resumes it.
+run with every finished item already in the store; the same command resumes it. Each system is a
+run in the store: ``llmlab runs show ID...`` re-opens the report without a model.
 """
 
 from __future__ import annotations
@@ -96,12 +97,16 @@ def eval_command(
             label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
             limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe,
             model_options=load_options(n_ctx=n_ctx, threads=threads))
-    except KeyboardInterrupt:
-        err("interrupted: finished items are stored; run the same command again to resume")
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "run_id", None)  # a RunInterrupted says which run and how far
+        where = f" ({exc.done} of {exc.planned} items of run {run_id})" if run_id is not None else ""
+        err(f"interrupted: finished items are stored; run the same command again to resume{where}")
         raise typer.Exit(130) from None
     result.print()
     if out is not None:
         err(f"wrote {out}/predictions.csv, report.json, report.md, confusion.png")
+    ids = " ".join(str(r.run_id) for r in result.runs if r.run_id is not None)
+    err(f"stored as runs {ids}: `llmlab runs show {ids}` re-opens this report")
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -52,8 +52,8 @@ def run() -> None:
     except LlmlabError as exc:
         err(f"error: {exc}")
         sys.exit(1)
-    except KeyboardInterrupt:
-        err("interrupted")
+    except KeyboardInterrupt as exc:  # a run's RunInterrupted says what is stored and how to resume
+        err(str(exc) or "interrupted")
         sys.exit(130)
     except typer.Abort:
         err("aborted")
@@ -77,4 +77,5 @@ from . import serve_cmd  # noqa: E402,F401,I001
 from . import probe_cmd  # noqa: E402,F401,I001
 from . import bench_cmd  # noqa: E402,F401,I001
 from . import doctor_cmd  # noqa: E402,F401,I001
+from . import runs_cmd  # noqa: E402,F401,I001
 # (each feature adds its command module here)

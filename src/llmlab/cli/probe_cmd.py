@@ -6,7 +6,9 @@
     llmlab probe --list                                 # the built-in suites and their checks
 
 Suites are checked before any model loads, so a typo in a suite file costs nothing. Each model x
-suite is saved to the store as a probe run with every record.
+suite is a probe run in the store, every answer stored as it is judged: Ctrl-C or a kill loses at
+most the answer in hand, and the same command continues where it stopped (``--fresh`` starts anew).
+``llmlab runs`` lists the runs; ``llmlab runs show ID`` re-opens one's report.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def probe(
     threads: Annotated[int | None, typer.Option(
         "--threads", help="CPU threads per local model (default: every core; 1 is faster on a busy machine)")]
     = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="ask again instead of resuming a stored run")]
+    = False,
     examples: Annotated[bool, typer.Option(
         "--examples/--no-examples", help="print every answer with its verdict")] = True,
     list_suites: Annotated[bool, typer.Option("--list", help="list the built-in suites and exit")] = False,
@@ -69,7 +73,12 @@ def probe(
     for name in models + ([judge] if judge else []):
         resolve(name)  # an unknown model or a bad option fails here, before anything loads
         check_options(name, options)
-    runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples)
+    try:
+        runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples,
+                        fresh)
+    except KeyboardInterrupt as exc:  # a RunInterrupted says what is stored and how to resume
+        err(str(exc) or "interrupted")
+        raise typer.Exit(130) from None
     if out is not None:
         from ..probes.report import write_outputs
 
@@ -83,16 +92,18 @@ def probe(
                               f"{', '.join(str(r.id) for r in runs)}") from None
         err("wrote " + ", ".join(str(p) for p in paths))
     total = sum(count_generations(s, samples, limit) for s in suites) * len(models)
+    resumed = sum(1 for r in runs if r.resumed)
     err(f"{total} answers from {len(models)} model(s) on {len(suites)} suite(s); "
-        f"probe runs {', '.join(str(r.id) for r in runs)} saved to the store")
+        f"probe runs {', '.join(str(r.id) for r in runs)} saved to the store"
+        + (f" ({resumed} resumed from it)" if resumed else "")
+        + f"; `llmlab runs show {' '.join(str(r.id) for r in runs)}` re-opens this report")
 
 
-def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples):
-    from rich.progress import Progress
-
+def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples, fresh):
     from ..models.registry import load_model
-    from ..probes import count_generations, run_suite
+    from ..probes import run_suite
     from ..probes.report import print_run, print_summary
+    from ..runs import progress_bar
     from ..store import Store
 
     store = Store.open()
@@ -103,12 +114,9 @@ def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, con
             m = load_model(name, **options)
             try:
                 for s in suites:
-                    total = count_generations(s, samples, limit)
-                    with Progress(console=console, transient=True) as bar:
-                        task = bar.add_task(f"{name} · {s.name}", total=total)
+                    with progress_bar(transient=True) as bar:
                         run = run_suite(m, s, samples=samples, limit=limit, max_new_tokens=max_new_tokens,
-                                        judge_model=judge_model, progress=lambda _r, t=task: bar.advance(t))
-                    run.id = store.save_probe_run(run.to_dict())
+                                        judge_model=judge_model, store=store, fresh=fresh, bar=bar)
                     print_run(run, console, examples)
                     runs.append(run)
             finally:
@@ -116,6 +124,7 @@ def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, con
     finally:
         if judge_model is not None:
             judge_model.close()
+        store.close()
     if len(runs) > 1:
         print_summary(runs, console)
     return runs

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..errors import ConfigError
+from ..runs import progress_bar
 from ..tasks import load_task
 from .data import load_dataset
 from .methods import make_method
@@ -90,12 +91,12 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
                 model.require(method.needs, f"use --method generate rather than {system.method}")
             check_context(model, spec, strategy, method, dataset, system.model)
         runs = []
-        with _progress(progress) as bar:
+        with progress_bar(progress) as bar:
             for system in systems:
                 runs.append(run_system(system, loaded[system.model], spec, dataset, store, generation,
                                        bar, fresh))
             if baseline:
-                runs.append(run_baseline(dataset, store, bar))
+                runs.append(run_baseline(dataset, store, bar, spec))
     finally:
         for model in owned:
             model.close()
@@ -142,29 +143,3 @@ def _load_models(models, options: dict):
             m.close()
         raise
     return loaded, owned
-
-
-class _NoProgress:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(show: bool):
-    if not show:
-        return _NoProgress()
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=False)

@@ -7,7 +7,8 @@ systems and, with ``--repeats``, the spread across repeats. ``save(dir)`` writes
 report.json, report.md and confusion.png; ``print()`` shows it in the terminal with rich.
 
 What it gives up: the PNG draws every system's confusion matrix in one grid, which gets crowded past
-a dozen systems (report.json has them all as numbers).
+a dozen systems (report.json has them all as numbers). Its tables are ``llmlab.runs.Table``s: the
+same model renders the terminal, markdown (one escaping rule for every report) and CSV.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
+from ..runs.table import Column, Table
 from . import metrics
 from .baseline import NAME as BASELINE
 from .runner import SystemRun
@@ -195,24 +197,25 @@ class EvalResult:
                  "bootstrap (BCa); p-values are exact McNemar tests.", ""]
         lines += [*(f"- {n}" for n in self.notes), ""] if self.notes else []
         lines += [self.reading(), ""]
-        lines += ["| system | accuracy [95% CI] | macro-F1 [95% CI] | unparsed | examples/s |",
-                  "|---|---|---|---|---|"]
+        systems = Table(["system", "accuracy [95% CI]", "macro-F1 [95% CI]", "unparsed", "examples/s"])
         for _, row in t.iterrows():
-            lines.append(f"| {row.system} | {row.accuracy:.3f} [{row.accuracy_low:.3f}, "
-                         f"{row.accuracy_high:.3f}] | {row.macro_f1:.3f} [{row.macro_f1_low:.3f}, "
-                         f"{row.macro_f1_high:.3f}] | {row.unparsed} | {_num(row.examples_per_s)} |")
+            systems.add_row(row.system,
+                            f"{row.accuracy:.3f} [{row.accuracy_low:.3f}, {row.accuracy_high:.3f}]",
+                            f"{row.macro_f1:.3f} [{row.macro_f1_low:.3f}, {row.macro_f1_high:.3f}]",
+                            row.unparsed, _num(row.examples_per_s))
+        lines.append(systems.to_markdown())
         if len(self.runs) > 1:
-            lines += ["", "## Pairwise exact McNemar tests", "",
-                      "| a | b | only a right | only b right | p |", "|---|---|---|---|---|"]
-            lines += [f"| {c.a} | {c.b} | {c.only_a} | {c.only_b} | {c.p_value:.4g} |"
-                      for c in self.comparisons.itertuples()]
+            tests = Table(["a", "b", "only a right", "only b right", "p"],
+                          [[c.a, c.b, c.only_a, c.only_b, f"{c.p_value:.4g}"]
+                           for c in self.comparisons.itertuples()])
+            lines += ["", "## Pairwise exact McNemar tests", "", tests.to_markdown()]
         if len(self.repeats):
-            lines += ["", "## Spread across repeats", "",
-                      "| model | strategy | method | repeats | accuracy mean ± sd [min, max] |",
-                      "|---|---|---|---|---|"]
-            lines += [f"| {r.model} | {r.strategy} | {r.method} | {r.repeats} | {r.accuracy_mean:.3f} ± "
-                      f"{r.accuracy_std:.3f} [{r.accuracy_min:.3f}, {r.accuracy_max:.3f}] |"
-                      for r in self.repeats.itertuples()]
+            spread = Table(["model", "strategy", "method", "repeats", "accuracy mean ± sd [min, max]"],
+                           [[r.model, r.strategy, r.method, r.repeats,
+                             f"{r.accuracy_mean:.3f} ± {r.accuracy_std:.3f} "
+                             f"[{r.accuracy_min:.3f}, {r.accuracy_max:.3f}]"]
+                            for r in self.repeats.itertuples()])
+            lines += ["", "## Spread across repeats", "", spread.to_markdown()]
         for name, m in self.metrics.items():
             lines += ["", f"## {name}", "", "```", m["report_text"].rstrip(), "```", "",
                       f"`sklearn.metrics.{m['sklearn_call']}`", "", "Confusion matrix (rows gold, "
@@ -272,15 +275,13 @@ class EvalResult:
     def print(self, console=None) -> None:
         """The comparison table, McNemar tests and the best system's report, in the terminal."""
         from rich.console import Console
-        from rich.table import Table
 
         console = console or Console()
         number = {r.system.name: i for i, r in enumerate(self.runs, 1)}
         title = f"{self.task.name} on {Path(self.dataset.source).name} ({len(self.dataset)} items)"
-        table = Table(title=title)
-        for col in ("#", "model", "strategy", "method", "accuracy [95% CI]", "macro-F1 [95% CI]",
-                    "unparsed", "ex/s"):
-            table.add_column(col, justify="right" if col[0] in "#aue" else "left")
+        table = Table([Column(col, justify="right" if col[0] in "#aue" else "left")
+                       for col in ("#", "model", "strategy", "method", "accuracy [95% CI]",
+                                   "macro-F1 [95% CI]", "unparsed", "ex/s")], title=title)
         systems = {r.system.name: r.system for r in self.runs}
         for _, r in self.table.iterrows():
             system = systems[r.system]
@@ -291,26 +292,26 @@ class EvalResult:
                           f"{r.accuracy:.3f} [{r.accuracy_low:.2f}, {r.accuracy_high:.2f}]",
                           f"{r.macro_f1:.3f} [{r.macro_f1_low:.2f}, {r.macro_f1_high:.2f}]",
                           str(r.unparsed), _num(r.examples_per_s))
-        console.print(table)
+        console.print(table.to_rich())
         if len(self.runs) > 1:
-            tests = Table(title="exact McNemar tests (systems by #)")
-            for col in ("a", "b", "only a right", "only b right", "p"):
-                tests.add_column(col, justify="right")
+            tests = Table([Column(col, justify="right")
+                           for col in ("a", "b", "only a right", "only b right", "p")],
+                          title="exact McNemar tests (systems by #)")
             for c in self.comparisons.itertuples():
                 tests.add_row(f"#{number[c.a]}", f"#{number[c.b]}", str(c.only_a), str(c.only_b),
                               f"{c.p_value:.3g}")
-            console.print(tests)
+            console.print(tests.to_rich())
         if len(self.repeats):
-            spread = Table(title="spread across sampled repeats (mean ± standard deviation, min-max)")
-            for col in ("model", "strategy", "method", "repeats", "accuracy", "macro-F1"):
-                spread.add_column(col, justify="right" if col in ("repeats",) else "left")
+            spread = Table([Column(col, justify="right" if col == "repeats" else "left")
+                            for col in ("model", "strategy", "method", "repeats", "accuracy", "macro-F1")],
+                           title="spread across sampled repeats (mean ± standard deviation, min-max)")
             for x in self.repeats.itertuples():
                 spread.add_row(x.model, x.strategy, x.method, str(x.repeats),
                                f"{x.accuracy_mean:.3f} ± {x.accuracy_std:.3f} ({x.accuracy_min:.2f}-"
                                f"{x.accuracy_max:.2f})",
                                f"{x.macro_f1_mean:.3f} ± {x.macro_f1_std:.3f} ({x.macro_f1_min:.2f}-"
                                f"{x.macro_f1_max:.2f})")
-            console.print(spread)
+            console.print(spread.to_rich())
         best = self.metrics[self.best]
         console.print(f"\nbest: {self.best}\n{best['report_text']}")
         console.print(_confusion_text(best["confusion"]), markup=False)

@@ -1,9 +1,10 @@
 """Running systems (model x strategy x method x repeat) over a dataset, resumably, into the store.
 
-Each system is one run in the SQLite store, identified by a fingerprint of everything that shapes its
-predictions: the items, the task and strategy, the model file, the method and its settings. Every
-finished item is written at once, so a run stopped by Ctrl-C or a kill is picked up where it
-stopped the next time the same evaluation starts, and finished items are never computed again.
+Each system is one run in the SQLite store (a ``SystemKind`` of run on ``llmlab.runs``: one unit per
+item), identified by a fingerprint of everything that shapes its predictions: the items, the task and
+strategy, the model file, the method and its settings. Every finished item is written at once, so a
+run stopped by Ctrl-C or a kill is picked up where it stopped the next time the same evaluation
+starts, and finished items are never computed again.
 Before any model computes anything, every prompt is checked against its model's context window.
 
 What it gives up: items run one after another (llama.cpp reuses the shared prompt prefix instead of
@@ -12,12 +13,11 @@ batching items); a changed task file, model file or setting starts a fresh run r
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..runs import RunKind, Unit, execute
+from ..runs.protocol import fingerprint, model_identity  # noqa: F401 (re-exported: the eval API's names)
 from ..tasks import UNPARSED, prompt_for
 from ..tasks.spec import Strategy, TaskSpec
 from . import baseline as baseline_mod
@@ -101,86 +101,170 @@ def check_context(model, task: TaskSpec, strategy: Strategy, method: Method, dat
                 "shorten or drop that row (or raise --n-ctx)")
 
 
-def fingerprint(parts: dict) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+class SystemKind(RunKind):
+    """One system over a dataset as a kind of run: a unit per item, keyed by the item's id."""
+
+    kind = "eval"
+
+    def __init__(self, system: System, model, task: TaskSpec, dataset: Dataset, store, generation: dict):
+        self.system, self.model_obj, self.task, self.dataset = system, model, task, dataset
+        self.strategy = task.strategy(system.strategy)
+        gen = dict(generation)
+        if system.repeats > 1:  # each repeat samples with its own seed, so repeats differ but reproduce
+            gen["seed"] = gen.get("seed", 0) + system.repeat
+        self.method = make_method(system.method, gen)
+        self.ident = {"dataset": dataset.sha256, "task": task.fingerprint(system.strategy),
+                      "model": model_identity(model, store), "method": system.method,
+                      "settings": self.method.settings(self.strategy), "repeat": system.repeat}
+        self.runtime = dict(getattr(model, "runtime", {}) or {})
+        if "extra_buffer_types" in self.runtime:  # repacked weights may round differently: not the same run
+            self.ident["extra_buffer_types"] = self.runtime["extra_buffer_types"]
+        self.model, self.subject, self.label = system.model, task.name, system.name
+        self.setup: dict = {}
+
+    def identity(self) -> dict:
+        return self.ident
+
+    def header(self) -> dict:
+        return eval_header(self.system, self.task, self.dataset, {"identity": self.ident})
+
+    def plan(self) -> list[Unit]:
+        frame = self.dataset.frame[["id", "text", "gold"]]
+        return [Unit(str(i), n, (i, t, g)) for n, (i, t, g) in enumerate(frame.itertuples(index=False))]
+
+    def start(self, todo: list[Unit]) -> None:
+        if todo or self.system.method == "calibrate":
+            self.setup = self.method.setup(self.model_obj, self.task, self.strategy)
+
+    def run_unit(self, unit: Unit) -> dict:
+        _, text, gold = unit.payload
+        result = self.method.predict(text)
+        return {**result, "pred": result["pred"] or UNPARSED, "gold": gold}
+
+    def summarise(self, results: dict[str, dict]) -> dict:
+        self.items, extra = final_items(self.method, results, self.dataset.frame["id"])
+        return {**self.setup, **extra, "settings": self.method.settings(self.strategy),
+                "runtime": self.runtime}
 
 
-def model_identity(model, store) -> dict:
-    path = model.info.path
-    sha = store.file_sha256(path) if store is not None and path and Path(path).is_file() else None
-    return {"backend": model.backend, "name": model.info.name, "sha256": sha or path}
+class BaselineKind(RunKind):
+    """The supervised baseline as a kind of run: 5-fold predictions for every item at once, stored
+    per item."""
+
+    kind = "eval"
+
+    def __init__(self, dataset: Dataset, task: TaskSpec | None = None):
+        self.dataset, self.task = dataset, task
+        self.system = System(baseline_mod.NAME, "-", "supervised")
+        self.ident = {"dataset": dataset.sha256, "baseline": baseline_mod.settings()}
+        self.model, self.subject, self.label = baseline_mod.NAME, "-", self.system.name
+        self.preds: dict = {}
+
+    def identity(self) -> dict:
+        return self.ident
+
+    def header(self) -> dict:
+        return {**eval_header(self.system, self.task, self.dataset, self.ident), "task": "-"}
+
+    def plan(self) -> list[Unit]:
+        pairs = zip(self.dataset.frame["id"], self.dataset.frame["gold"], strict=True)
+        return [Unit(str(i), n, (i, g)) for n, (i, g) in enumerate(pairs)]
+
+    def start(self, todo: list[Unit]) -> None:
+        if todo:  # cross-validation needs every item together: all are computed once, stored one by one
+            frame = self.dataset.frame
+            preds, seconds = baseline_mod.predict(list(frame["text"]), list(frame["gold"]))
+            self.preds = {str(i): (p, seconds / len(frame)) for i, p in zip(frame["id"], preds, strict=True)}
+
+    def run_unit(self, unit: Unit) -> dict:
+        pred, seconds = self.preds[unit.key]
+        return {"pred": pred, "raw": pred, "scores": None, "seconds": seconds, "gold": unit.payload[1]}
+
+    def summarise(self, results: dict[str, dict]) -> dict:
+        return {}
+
+
+def eval_header(system: System, task: TaskSpec | None, dataset: Dataset, settings: dict) -> dict:
+    """What re-opening an evaluation run needs: the old eval_runs columns, the labels and columns."""
+    return {"dataset": dataset.source, "dataset_sha256": dataset.sha256, "task": task.name if task else "-",
+            "model": system.model, "strategy": system.strategy, "method": system.method,
+            "repeat": system.repeat, "repeats": system.repeats, "settings": settings, "n_items": len(dataset),
+            "labels": list(task.labels) if task else None, "task_source": getattr(task, "source", None),
+            "text_column": dataset.text_col, "label_column": dataset.label_col}
 
 
 def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, generation: dict,
                progress=None, fresh: bool = False) -> SystemRun:
-    strategy = task.strategy(system.strategy)
-    gen = dict(generation)
-    if system.repeats > 1:  # each repeat samples with its own seed, so repeats differ but reproduce
-        gen["seed"] = gen.get("seed", 0) + system.repeat
-    method = make_method(system.method, gen)
-    ident = {"dataset": dataset.sha256, "task": task.fingerprint(system.strategy),
-             "model": model_identity(model, store), "method": system.method,
-             "settings": method.settings(strategy), "repeat": system.repeat}
-    runtime = dict(getattr(model, "runtime", {}) or {})
-    if "extra_buffer_types" in runtime:  # repacked weights may round differently: not the same run
-        ident["extra_buffer_types"] = runtime["extra_buffer_types"]
-    meta = {"dataset": dataset.source, "dataset_sha256": dataset.sha256, "task": task.name,
-            "model": system.model, "strategy": system.strategy, "method": system.method,
-            "repeat": system.repeat, "settings": {"identity": ident}, "n_items": len(dataset)}
-    run_id, done = _open_run(store, fingerprint(ident), meta, fresh)
-    items = {k: v for k, v in done.items() if k in set(dataset.frame["id"])}
-    resumed = len(items)
-    bar = progress.add_task(system.name, total=len(dataset)) if progress else None
-    if bar is not None:
-        progress.update(bar, completed=resumed)  # update (not add_task) marks a resumed-complete bar done
-    todo = [(i, t, g) for i, t, g in dataset.frame[["id", "text", "gold"]].itertuples(index=False)
-            if i not in items]
-    setup = method.setup(model, task, strategy) if todo or system.method == "calibrate" else {}
-    for item_id, text, gold in todo:
-        result = method.predict(text)
-        result = {**result, "pred": result["pred"] or UNPARSED, "gold": gold}
-        if store is not None:
-            store.add_eval_result(run_id, item_id, result)
-        items[item_id] = result
-        if bar is not None:
-            progress.advance(bar)
-    if store is not None:
-        store.finish_eval_run(run_id)
-    ordered = [{"id": i, **_clean(items[i])} for i in dataset.frame["id"]]
-    if hasattr(method, "finalize"):  # batch calibration needs every item's scores first
-        setup = {**setup, **method.finalize(ordered)}
-    return SystemRun(system, run_id, ordered, resumed,
-                     {**setup, "settings": method.settings(strategy), "runtime": runtime})
+    kind = SystemKind(system, model, task, dataset, store, generation)
+    outcome = execute(kind, store, fresh=fresh, progress=progress)
+    return SystemRun(system, outcome.run_id, kind.items, outcome.resumed, outcome.summary)
 
 
-def run_baseline(dataset: Dataset, store, progress=None) -> SystemRun:
-    system = System(baseline_mod.NAME, "-", "supervised")
-    ident = {"dataset": dataset.sha256, "baseline": baseline_mod.settings()}
-    meta = {"dataset": dataset.source, "dataset_sha256": dataset.sha256, "task": "-",
-            "model": baseline_mod.NAME, "strategy": "-", "method": "supervised", "repeat": 0,
-            "settings": ident, "n_items": len(dataset)}
-    run_id, done = _open_run(store, fingerprint(ident), meta, fresh=False)
-    ids = list(dataset.frame["id"])
-    if not all(i in done for i in ids):
-        bar = progress.add_task(system.name, total=None) if progress else None
-        preds, seconds = baseline_mod.predict(list(dataset.frame["text"]), list(dataset.frame["gold"]))
-        for item_id, pred, gold in zip(ids, preds, dataset.frame["gold"], strict=True):
-            done[item_id] = {"pred": pred, "raw": pred, "scores": None, "seconds": seconds / len(ids),
-                             "gold": gold}
-            if store is not None:
-                store.add_eval_result(run_id, item_id, done[item_id])
-        if store is not None:
-            store.finish_eval_run(run_id)
-        if bar is not None:
-            progress.update(bar, total=1, completed=1)
-    return SystemRun(system, run_id, [{"id": i, **_clean(done[i])} for i in ids])
+def run_baseline(dataset: Dataset, store, progress=None, task: TaskSpec | None = None) -> SystemRun:
+    kind = BaselineKind(dataset, task)
+    outcome = execute(kind, store, progress=progress)
+    return SystemRun(kind.system, outcome.run_id, _ordered(outcome.results, dataset.frame["id"]))
 
 
-def _open_run(store, fp: str, meta: dict, fresh: bool) -> tuple[int | None, dict]:
-    if store is None:
-        return None, {}
-    return store.eval_run(fp, meta, new=fresh)
+def final_items(method, results: dict[str, dict], ids) -> tuple[list[dict], dict]:
+    """The predictions a system reports, in dataset order, from its stored per-item results: batch
+    calibration needs every item's scores first, so it recalibrates them here (and says its prior)."""
+    items = _ordered(results, ids)
+    extra = method.finalize(items) if method is not None and hasattr(method, "finalize") else {}
+    return items, extra
+
+
+def _ordered(results: dict[str, dict], ids=None) -> list[dict]:
+    """Results in plan (dataset) order, with the dataset's own ids where given."""
+    ids = list(results) if ids is None else list(ids)
+    return [{"id": i, **_clean(r)} for i, r in zip(ids, results.values(), strict=True)]
 
 
 def _clean(result: dict) -> dict:
     return {k: result.get(k) for k in ("pred", "raw", "scores", "seconds")}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a report needs of a task, read back from a stored run."""
+    name: str
+    labels: tuple[str, ...]
+    source: str | None = None
+
+
+def reopen(store, rows: list[dict]):
+    """An ``EvalResult`` from stored evaluation runs (one per system), without a model or the data
+    file: the predictions, gold labels and settings are in the store. The texts are not stored, so the
+    predictions' ``text`` column is empty."""
+    import pandas as pd
+
+    from .report import EvalResult
+
+    ids = [r["id"] for r in rows]
+    for r in rows:
+        if r["state"] != "finished":
+            raise ConfigError(f"run {r['id']} is unfinished ({r['done']} of {r['planned']} items); run the "
+                              "same llmlab eval command again to finish it")
+    if len({r["header"].get("dataset_sha256") for r in rows}) > 1:
+        raise ConfigError(f"runs {', '.join(map(str, ids))} were not evaluated on the same data; re-open "
+                          "runs of one evaluation together")
+    units = [store.units(r["id"]) for r in rows]
+    keys = list(units[0])
+    if any(set(u) != set(keys) for u in units):
+        raise ConfigError(f"runs {', '.join(map(str, ids))} did not predict the same items")
+    prompted = [r["header"] for r in rows if r["header"].get("method") != "supervised"] or [rows[0]["header"]]
+    h = prompted[0]
+    gold = [units[0][k]["gold"] for k in keys]
+    task = TaskInfo(h.get("task") or "-", tuple(h.get("labels") or sorted(set(gold))), h.get("task_source"))
+    frame = pd.DataFrame({"id": keys, "text": [""] * len(keys), "gold": gold})
+    dataset = Dataset(frame, h.get("dataset") or "", h.get("text_column") or "text",
+                      h.get("label_column") or "label", h.get("dataset_sha256") or "")
+    runs = []
+    for row, u in zip(rows, units, strict=True):
+        x = row["header"]
+        system = System(x.get("model") or row["model"], x.get("strategy") or "-", x.get("method") or "-",
+                        x.get("repeat") or 0, x.get("repeats") or 1)
+        method = make_method(system.method, {}) if system.method in METHODS else None
+        items, _ = final_items(method, {k: u[k] for k in keys}, keys)
+        runs.append(SystemRun(system, row["id"], items, 0, row["summary"] or {}))
+    return EvalResult(dataset, task, runs, [f"re-opened from the store (runs {', '.join(map(str, ids))})"])

@@ -3,15 +3,16 @@
 Every figure is shown with its basis ("3 of 5 answers") and the numbers of the records it counts,
 and every record is shown with its prompt, raw answer, verdict and the judge's reason, so no figure
 stands without the examples behind it. The terminal clips long answers; the files keep them whole.
+Every table is a ``llmlab.runs.Table``, rendered to the terminal, markdown (one escaping rule) or CSV.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ..runs.table import Column, Raw, Table, md
 from .runner import ProbeRun
 
 
@@ -44,43 +45,47 @@ def headline_rows(runs: list[ProbeRun]) -> tuple[list[str], list[list[str]]]:
 
 # --- terminal --------------------------------------------------------------------------------------
 
+def figures_table(run: ProbeRun) -> Table:
+    t = Table([Column(c, overflow="fold") for c in ("check", "figure", "value", "basis", "records counted")],
+              title="figures (records counted: see the answers below)", title_justify="left")
+    for f in run.figures:
+        t.add_row(f.check, f.label, fmt(f.value), f.basis, cite(f.hits, 12),
+                  style="bold" if f.headline else None)
+    return t
+
+
+def answers_table(run: ProbeRun) -> Table:
+    t = Table([Column(c, overflow="fold") for c in ("#", "check", "item", "prompt (as sent)", "answer",
+                                                    "verdict", "why")], title="answers", title_justify="left")
+    for r in run.records:
+        verdict = r.verdict if r.error is None else "error"
+        t.add_row(str(r.id), r.check, r.item, clip(r.sent, 50), clip(r.answer, 110), verdict or "",
+                  clip(r.error or r.reason, 60))
+    return t
+
+
+def summary_table(runs: list[ProbeRun]) -> Table:
+    models, rows = headline_rows(runs)
+    t = Table([Column(c, overflow="fold") for c in ("suite", "check", "figure", *models)],
+              title="probe summary (headline figures)", title_justify="left")
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
 def print_run(run: ProbeRun, console, examples: bool = True) -> None:
     from rich.markup import escape as e
-    from rich.table import Table
 
     # everything shown comes from models and suite files: escaped, so '[CEO]' is not read as markup
     console.rule(f"[bold]{e(run.model)}[/] · suite [bold]{e(run.suite.name)}[/] · judge: {e(run.judge)} · "
                  f"{run.options.get('prompt_format')} prompts · {len(run.records)} answers")
-    figures = Table(title="figures (records counted: see the answers below)", title_justify="left")
-    for col in ("check", "figure", "value", "basis", "records counted"):
-        figures.add_column(col, overflow="fold")
-    for f in run.figures:
-        style = "bold" if f.headline else None
-        figures.add_row(e(f.check), e(f.label), fmt(f.value), e(f.basis), cite(f.hits, 12), style=style)
-    console.print(figures)
-    if not examples:
-        return
-    answers = Table(title="answers", title_justify="left")
-    for col in ("#", "check", "item", "prompt (as sent)", "answer", "verdict", "why"):
-        answers.add_column(col, overflow="fold")
-    for r in run.records:
-        verdict = r.verdict if r.error is None else "error"
-        answers.add_row(str(r.id), e(r.check), e(r.item), e(clip(r.sent, 50)), e(clip(r.answer, 110)),
-                        e(verdict or ""), e(clip(r.error or r.reason, 60)))
-    console.print(answers)
+    console.print(figures_table(run).to_rich())
+    if examples:
+        console.print(answers_table(run).to_rich())
 
 
 def print_summary(runs: list[ProbeRun], console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    models, rows = headline_rows(runs)
-    table = Table(title="probe summary (headline figures)", title_justify="left")
-    for col in ("suite", "check", "figure", *models):
-        table.add_column(escape(col), overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(c) for c in row))
-    console.print(table)
+    console.print(summary_table(runs).to_rich())
 
 
 # --- files -----------------------------------------------------------------------------------------
@@ -91,11 +96,19 @@ FIGURE_COLUMNS = ["model", "suite", "run_id", "check", "figure", "group", "value
                   "hits", "records", "note"]
 
 
-def _csv(path: Path, columns, rows: list[list]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        w.writerows(rows)
+def records_table(runs: list[ProbeRun]) -> Table:
+    """results.csv: one row per answer."""
+    return Table(RECORD_COLUMNS, [[run.model, run.suite.name, run.id, r.id, r.check, r.item, r.group,
+                                   r.sample, r.prompt, r.sent, r.answer, r.verdict, r.reason, r.error,
+                                   r.call_id] for run in runs for r in run.records])
+
+
+def figure_rows(runs: list[ProbeRun]) -> Table:
+    """figures.csv: one row per figure."""
+    return Table(FIGURE_COLUMNS, [[run.model, run.suite.name, run.id, f.check, f.name, f.group, f.value,
+                                   f.basis, f.headline, " ".join(map(str, f.hits)),
+                                   " ".join(map(str, f.records)), f.note]
+                                  for run in runs for f in run.figures])
 
 
 def write_outputs(runs: list[ProbeRun], out: Path) -> list[Path]:
@@ -105,20 +118,11 @@ def write_outputs(runs: list[ProbeRun], out: Path) -> list[Path]:
     paths = [out / n for n in ("results.json", "results.csv", "figures.csv", "report.md")]
     paths[0].write_text(json.dumps({"created": created, "runs": [r.to_dict() for r in runs]},
                                    indent=2, ensure_ascii=False, default=str), encoding="utf-8")
-    _csv(paths[1], RECORD_COLUMNS,
-         [[run.model, run.suite.name, run.id, r.id, r.check, r.item, r.group, r.sample, r.prompt, r.sent,
-           r.answer, r.verdict, r.reason, r.error, r.call_id] for run in runs for r in run.records])
-    _csv(paths[2], FIGURE_COLUMNS,
-         [[run.model, run.suite.name, run.id, f.check, f.name, f.group, f.value, f.basis, f.headline,
-           " ".join(map(str, f.hits)), " ".join(map(str, f.records)), f.note]
-          for run in runs for f in run.figures])
+    for path, table in ((paths[1], records_table(runs)), (paths[2], figure_rows(runs))):
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            fh.write(table.to_csv())
     paths[3].write_text(markdown(runs, created), encoding="utf-8")
     return paths
-
-
-def _cell(text) -> str:
-    text = "" if text is None else str(text)
-    return text.replace("|", "\\|").replace("\r", "").replace("\n", "<br>")
 
 
 def _anchor(run: ProbeRun, record: int) -> str:
@@ -129,36 +133,32 @@ def _anchor(run: ProbeRun, record: int) -> str:
 def markdown(runs: list[ProbeRun], created: str) -> str:
     lines = ["# llmlab probe report", "", f"Created {created}. Every figure lists the records it counts; "
              "each record below has the prompt, the model's raw answer and the judge's verdict.", ""]
-    models, rows = headline_rows(runs)
-    lines += ["## Summary (headline figures)", "", "| suite | check | figure | " + " | ".join(models) + " |",
-              "|" + "---|" * (3 + len(models))]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    lines += ["## Summary (headline figures)", "", summary_table(runs).to_markdown()]
     for run in runs:
         stored = f" Stored as probe run {run.id}." if run.id else ""
         lines += ["", f"## {run.model} · {run.suite.name}", "",
                   f"Suite file `{run.suite.path}` (sha256 {run.suite.sha256[:12]}), judge: {run.judge}, "
                   f"{run.options.get('prompt_format')} prompts, options: "
                   f"`{json.dumps(run.options)}`.{stored}",
-                  "", _cell(run.suite.description)]
-        for check in run.suite.checks:
-            records = run.records_of(check.name)
+                  "", md(run.suite.description)]
+        for check in run.checks:
+            records = run.records_of(check["name"])
             if not records:
                 continue
-            judge = check.judge.describe() if check.judge else "none (the raw text is compared)"
-            lines += ["", f"### {check.name}", "", _cell(check.description), "",
-                      f"Measure: `{check.measure}`. Judge: {judge}. Settings: "
-                      f"`{json.dumps(records[0].settings)}`.", "",
-                      "| figure | value | basis | records counted | of records |", "|---|---|---|---|---|"]
-            for f in run.figures_of(check.name):
+            judge = check["judge"] or "none (the raw text is compared)"
+            lines += ["", f"### {check['name']}", "", md(check["description"]), "",
+                      f"Measure: `{check['measure']}`. Judge: {judge}. Settings: "
+                      f"`{json.dumps(records[0].settings)}`.", ""]
+            figures = Table(["figure", "value", "basis", "records counted", "of records"])
+            for f in run.figures_of(check["name"]):
                 links = " ".join(f"[#{i}](#{_anchor(run, i)})" for i in f.hits)
-                name = f"**{f.label}**" if f.headline else f.label
-                lines.append(f"| {_cell(name)} | {fmt(f.value)} | {_cell(f.basis)}"
-                             f"{' — ' + _cell(f.note) if f.note else ''} | {links} | {cite(f.records)} |")
-            header = "| # | item | sample | prompt (as sent) | answer | verdict | why |"
-            lines += ["", header, "|---" * 7 + "|"]
+                name = Raw(f"**{md(f.label)}**") if f.headline else f.label
+                figures.add_row(name, fmt(f.value), f.basis + (" — " + f.note if f.note else ""), Raw(links),
+                                cite(f.records))
+            answers = Table(["#", "item", "sample", "prompt (as sent)", "answer", "verdict", "why"])
             for r in records:
                 verdict = "error" if r.error else (r.verdict or "")
-                lines.append(f"| <a id=\"{_anchor(run, r.id)}\"></a>{r.id} | {_cell(r.item)} | {r.sample} | "
-                             f"{_cell(r.sent)} | {_cell(r.answer)} | {_cell(verdict)} | "
-                             f"{_cell(r.error or r.reason)} |")
+                answers.add_row(Raw(f"<a id=\"{_anchor(run, r.id)}\"></a>{r.id}"), r.item, r.sample, r.sent,
+                                r.answer, verdict, r.error or r.reason)
+            lines += [figures.to_markdown(), "", answers.to_markdown()]
     return "\n".join(lines) + "\n"

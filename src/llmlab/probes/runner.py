@@ -15,6 +15,12 @@ except the ``distinct``, ``reproduce`` and ``flip`` measures, which compare samp
 two (a figure's note says when more were taken than asked).
 A generation that fails (e.g. a prompt longer than the context window) is recorded with its error
 and left out of the figures; the run goes on.
+
+A probe run is a kind of run (``ProbeKind`` on ``llmlab.runs``): one unit per prompt x sample, keyed
+``check/item/sample``, stored as soon as it is judged; the figures are the summary, computed from the
+stored records. With a store, a run stopped by Ctrl-C or a kill resumes where it stopped when the
+same run (same suite file, model file, judge and options) starts again, and ends with the figures
+an uninterrupted run gives.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from datetime import UTC, datetime
 
 from ..errors import ConfigError, LlmlabError
 from ..models.stops import find_stop
+from ..runs import RunKind, Unit, execute, model_identity
 from .judges import Judge
 from .llm_judge import LLMJudge, agreement
 from .measures import Figure, Record, figures_for
@@ -43,7 +50,13 @@ class ProbeRun:
     options: dict = field(default_factory=dict)
     started: str = ""
     finished: str = ""
-    id: int | None = None      # the probe_runs row once saved to the store
+    id: int | None = None      # the run's id in the store once stored
+    checks: list[dict] | None = None  # name, description, measure, judge (described), settings
+    resumed: int = 0           # answers found already stored when the run started
+
+    def __post_init__(self):
+        if self.checks is None:
+            self.checks = check_infos(self.suite)
 
     def records_of(self, check: str) -> list[Record]:
         return [r for r in self.records if r.check == check]
@@ -57,9 +70,7 @@ class ProbeRun:
             "suite_sha256": self.suite.sha256, "model": self.model, "model_info": self.model_info,
             "judge": self.judge, "options": self.options, "started": self.started,
             "finished": self.finished,
-            "checks": [{"name": c.name, "description": c.description, "measure": c.measure,
-                        "judge": (c.judge.describe() if c.judge else None),
-                        "settings": c.settings.to_dict()} for c in self.suite.checks],
+            "checks": self.checks,
             "figures": [f.to_dict() for f in self.figures],
             "records": [r.to_dict() for r in self.records],
         }
@@ -89,68 +100,149 @@ def count_generations(suite: Suite, samples: int | None = None, limit: int | Non
     return sum(len(items) * n for _, items, n in plan(suite, samples, limit))
 
 
-def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | None = None,
-              max_new_tokens: int | None = None, judge_model=None,
-              progress: Callable[[Record], None] | None = None) -> ProbeRun:
-    """Run every check of ``suite`` on ``model``; ``limit`` keeps the first N items of each check,
-    ``max_new_tokens`` caps the checks' own setting, ``judge_model`` replaces rule verdicts."""
-    check_positive("samples", samples)
-    check_positive("limit", limit)
-    check_positive("max_new_tokens", max_new_tokens)
-    chat = model.chats
-    started = _now()
-    records: list[Record] = []
-    figures: list[Figure] = []
-    for check, items, n in plan(suite, samples, limit):
-        judge: Judge | None = check.judge
-        if judge is not None and judge_model is not None:
-            judge = LLMJudge(judge_model, judge)
-        config = check.settings
-        if max_new_tokens:
-            config = config.replace(max_new_tokens=min(config.max_new_tokens, max_new_tokens))
-        these = _run_check(model, check, items, n, config, chat, judge, len(records), progress)
-        records += these
-        found = _figures(check, judge, these)
-        asked = check.samples or samples or suite.samples
-        if check.measure in COMPARING and n > asked:  # said, not done silently
-            for f in found:
-                f.note = "; ".join(x for x in (f.note, f"{n} samples per prompt, not {asked}: the "
-                                               f"{check.measure} measure compares samples") if x)
-        figures += found
-    return ProbeRun(
-        suite=suite, model=f"{model.backend}/{model.info.name}", model_info=_info(model),
-        records=records, figures=figures,
-        judge=f"{judge_model.backend}/{judge_model.info.name}" if judge_model is not None else "rules",
-        options={"samples": samples, "limit": limit, "max_new_tokens": max_new_tokens,
-                 "prompt_format": "chat" if chat else "raw"},
-        started=started, finished=_now())
+def record_key(check: str, item: str, sample: int) -> str:
+    """A probe unit's stable key: check, item id and sample number (from 1)."""
+    return f"{check}/{item}/{sample}"
 
 
-def _run_check(model, check: Check, items, n: int, config, chat: bool, judge: Judge | None, done: int,
-               progress) -> list[Record]:
-    """Every item of one check, ``n`` times each, judged; record ids continue from ``done``."""
-    out: list[Record] = []
-    for item in items:
+@dataclass
+class SuiteInfo:
+    """What a report needs of a suite, read back from a stored run (the file may have changed since)."""
+    name: str
+    path: str | None
+    sha256: str
+    description: str = ""
+
+
+class ProbeKind(RunKind):
+    """One model on one suite as a kind of run: a unit per prompt x sample, judged as it is answered."""
+
+    kind = "probe"
+
+    def __init__(self, model, suite: Suite, samples=None, limit=None, max_new_tokens=None, judge_model=None,
+                 store=None, progress: Callable[[Record], None] | None = None):
+        self.model_obj, self.suite, self.samples, self.judge_model = model, suite, samples, judge_model
+        self.chat = model.chats
+        self.callback = progress
+        self.model, self.subject = f"{model.backend}/{model.info.name}", suite.name
+        self.label = f"{self.model} · {suite.name}"
+        self.judge = f"{judge_model.backend}/{judge_model.info.name}" if judge_model is not None else "rules"
+        self.options = {"samples": samples, "limit": limit, "max_new_tokens": max_new_tokens,
+                        "prompt_format": "chat" if self.chat else "raw"}
+        self.checks = []  # (check, items, samples, judge, config)
+        for check, items, n in plan(suite, samples, limit):
+            judge: Judge | None = check.judge
+            if judge is not None and judge_model is not None:
+                judge = LLMJudge(judge_model, judge)
+            config = check.settings
+            if max_new_tokens:
+                config = config.replace(max_new_tokens=min(config.max_new_tokens, max_new_tokens))
+            self.checks.append((check, items, n, judge, config))
+        ident = {"suite": suite.sha256, "suite_name": suite.name, "model": model_identity(model, store),
+                 "judge": model_identity(judge_model, store) if judge_model is not None else "rules",
+                 "options": self.options}
+        runtime = dict(getattr(model, "runtime", {}) or {})
+        if "extra_buffer_types" in runtime:  # repacked weights may round differently: not the same run
+            ident["extra_buffer_types"] = runtime["extra_buffer_types"]
+        self.ident = ident
+        self.started = _now()
+
+    def identity(self) -> dict:
+        return self.ident
+
+    def header(self) -> dict:
+        return {"model": self.model, "suite": self.suite.name, "suite_path": str(self.suite.path),
+                "suite_sha256": self.suite.sha256,
+                "description": self.suite.description, "model_info": _info(self.model_obj),
+                "judge": self.judge, "options": self.options, "checks": check_infos(self.suite)}
+
+    def plan(self) -> list[Unit]:
+        units = []
+        for ci, (check, items, n, _, _) in enumerate(self.checks):
+            for item in items:
+                for s in range(n):
+                    units.append(Unit(record_key(check.name, item.id, s + 1), len(units), (ci, item, s)))
+        return units
+
+    def run_unit(self, unit: Unit) -> dict:
+        ci, item, s = unit.payload
+        check, _, _, judge, config = self.checks[ci]
         user = check.user_prompt(item)
-        if chat:
+        if self.chat:
             sent = [{"role": "system", "content": check.system}] if check.system else []
             sent.append({"role": "user", "content": user})
         else:
             sent = check.base_prompt(item)
-        for s in range(n):
-            record = _generate(model, sent, config, done + len(out) + 1, check, item, s, user,
-                               () if chat else tuple(check.base_stop))
-            if judge is not None and record.error is None:
-                if record.answer.strip():
-                    v = judge(record.answer, {**item.fields, "prompt": user})
-                    record.verdict, record.reason = v.label, v.reason
-                    record.detail = {**record.detail, **v.detail}
-                else:
-                    record.reason = "empty answer: not judged"
-            out.append(record)
-            if progress:
-                progress(record)
-    return out
+        record = _generate(self.model_obj, sent, config, unit.seq + 1, check, item, s, user,
+                           () if self.chat else tuple(check.base_stop))
+        if judge is not None and record.error is None:
+            if record.answer.strip():
+                v = judge(record.answer, {**item.fields, "prompt": user})
+                record.verdict, record.reason = v.label, v.reason
+                record.detail = {**record.detail, **v.detail}
+            else:
+                record.reason = "empty answer: not judged"
+        if self.callback:
+            self.callback(record)
+        return record.to_dict()
+
+    def summarise(self, results: dict[str, dict]) -> dict:
+        records = [Record(**r) for r in results.values()]
+        figures: list[Figure] = []
+        for check, _, n, judge, _ in self.checks:
+            found = _figures(check, judge, [r for r in records if r.check == check.name])
+            asked = check.samples or self.samples or self.suite.samples
+            if check.measure in COMPARING and n > asked:  # said, not done silently
+                for f in found:
+                    f.note = "; ".join(x for x in (f.note, f"{n} samples per prompt, not {asked}: the "
+                                                   f"{check.measure} measure compares samples") if x)
+            figures += found
+        return {"figures": [f.to_dict() for f in figures], "started": self.started, "finished": _now()}
+
+
+def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | None = None,
+              max_new_tokens: int | None = None, judge_model=None,
+              progress: Callable[[Record], None] | None = None, store=None, fresh: bool = False,
+              bar=None) -> ProbeRun:
+    """Run every check of ``suite`` on ``model``; ``limit`` keeps the first N items of each check,
+    ``max_new_tokens`` caps the checks' own setting, ``judge_model`` replaces rule verdicts. With a
+    ``store`` every answer is stored as it is judged and a stopped run resumes (``fresh`` starts
+    anew); ``progress`` is called with each new record, ``bar`` is a ``llmlab.runs.progress_bar``."""
+    check_positive("samples", samples)
+    check_positive("limit", limit)
+    check_positive("max_new_tokens", max_new_tokens)
+    kind = ProbeKind(model, suite, samples, limit, max_new_tokens, judge_model, store, progress)
+    outcome = execute(kind, store, fresh=fresh, progress=bar)
+    run = probe_run(kind.header(), outcome.results, outcome.summary, suite, outcome.run_id)
+    run.resumed = outcome.resumed
+    return run
+
+
+def probe_run(header: dict, results: dict[str, dict], summary: dict, suite=None, run_id=None) -> ProbeRun:
+    """A ProbeRun from a stored (or just finished) run's header, units and summary."""
+    checks = header.get("checks") or [  # a run stored before headers kept the checks: their names
+        {"name": c, "description": "", "measure": "", "judge": None, "settings": {}}
+        for c in dict.fromkeys(r["check"] for r in results.values())]
+    suite = suite or SuiteInfo(header["suite"], header.get("suite_path"), header.get("suite_sha256") or "",
+                               header.get("description") or "")
+    return ProbeRun(suite=suite, model=header.get("model") or header.get("model_info", {}).get("name", ""),
+                    model_info=header.get("model_info") or {},
+                    records=[Record(**r) for r in results.values()],
+                    figures=[Figure(**f) for f in summary.get("figures", [])], judge=header["judge"],
+                    options=header.get("options") or {}, started=summary.get("started", ""),
+                    finished=summary.get("finished", ""), id=run_id, checks=checks)
+
+
+def probe_header(run: dict) -> dict:
+    """A stored probe run's header from ``ProbeRun.to_dict()``."""
+    return {k: run.get(k) for k in ("suite", "suite_path", "suite_sha256", "model", "model_info", "judge",
+                                    "options", "checks")}
+
+
+def check_infos(suite: Suite) -> list[dict]:
+    return [{"name": c.name, "description": c.description, "measure": c.measure,
+             "judge": (c.judge.describe() if c.judge else None), "settings": c.settings.to_dict()}
+            for c in suite.checks]
 
 
 def _generate(model, sent, config, rid: int, check: Check, item, sample: int, user: str,

@@ -1,0 +1,115 @@
+"""Past runs of any kind: the list (``llmlab runs``) and one run's report re-opened from the store.
+
+Re-opening reads the run's header, units and summary and hands them to its kind, which builds the
+same result object the run returned (an ``EvalResult``, ``ProbeRun``s, a ``BenchResult``); nothing
+is loaded or computed again. Several ids re-open together when they are of one kind: the systems of
+one evaluation give its comparison table and McNemar tests, several probe runs their summary.
+
+What it gives up: an evaluation's texts are not stored (only ids, gold labels and predictions), and
+an unfinished evaluation cannot be re-opened (its metrics need every item); an unfinished probe or
+bench run shows what it has.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .table import Column, Table
+
+FORMATS = ("terminal", "markdown", "csv")
+
+
+def runs_table(rows: list[dict]) -> Table:
+    """One row per run: id, kind, when, model, task or suite, units done/planned, state."""
+    t = Table([Column("id", justify="right"), "kind", "when", "model", "task / suite",
+               Column("units", justify="right"), "state"], title="runs (llmlab runs show ID re-opens one)",
+              title_justify="left")
+    for r in rows:
+        t.add_row(str(r["id"]), r["kind"], _when(r["created"]), r["model"] or "", describe(r),
+                  f"{r['done']}/{r['planned']}", r["state"])
+    return t
+
+
+def describe(row: dict) -> str:
+    h = row["header"]
+    if row["kind"] == "eval":
+        words = [h.get("task") or row["subject"], h.get("strategy"), h.get("method")]
+        if (h.get("repeats") or 1) > 1:
+            words.append(f"#{(h.get('repeat') or 0) + 1}")
+        return " · ".join(w for w in words if w and w != "-") or (row["subject"] or "")
+    return row["subject"] or ""
+
+
+def _when(ts: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return ts
+
+
+def load(store, ids: list[int]) -> list[dict]:
+    """The stored runs with these ids (one kind), or a one-line ConfigError naming what is wrong."""
+    if not ids:
+        raise ConfigError("give the ID of a run (`llmlab runs` lists them)")
+    rows = []
+    for run_id in ids:
+        row = store.run(run_id)
+        if row is None:
+            raise ConfigError(f"no run {run_id} in {store.path} (`llmlab runs` lists the runs there)")
+        rows.append(row)
+    kinds = sorted({r["kind"] for r in rows})
+    if len(kinds) > 1:
+        raise ConfigError(f"runs {', '.join(map(str, ids))} are of different kinds ({', '.join(kinds)}); "
+                          "re-open runs of one kind together")
+    return rows
+
+
+def show(store, ids: list[int], fmt: str = "terminal", console=None) -> str | None:
+    """Re-open runs: print them (``terminal``) or return their report as markdown or CSV text."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    rows = load(store, ids)
+    kind = rows[0]["kind"]
+    if kind == "eval":
+        from ..evals.runner import reopen
+
+        result = reopen(store, rows)
+        if fmt == "markdown":
+            return result.to_markdown()
+        if fmt == "csv":
+            return result.table.to_csv(index=False)
+        result.print(console)
+        return None
+    if kind == "probe":
+        return _probes(store, rows, fmt, console)
+    if kind == "bench":
+        from ..bench import reopen
+        from ..cli.bench_cmd import bench_table, csv_table
+
+        results = [reopen(store, r) for r in rows]
+        if fmt == "markdown":
+            return "\n\n".join(bench_table(r).to_markdown() for r in results) + "\n"
+        if fmt == "csv":
+            return "".join(csv_table(r).to_csv() for r in results)
+        for r in results:
+            console.print(bench_table(r).to_rich())
+        return None
+    raise ConfigError(f"run {rows[0]['id']} is of a kind this llmlab does not know: {kind!r}")
+
+
+def _probes(store, rows, fmt, console):
+    from ..probes.report import figure_rows, markdown, print_run, print_summary
+    from ..probes.runner import probe_run
+
+    runs = [probe_run({**r["header"], "model": r["model"], "suite": r["subject"]}, store.units(r["id"]),
+                      r["summary"] or {}, run_id=r["id"]) for r in rows]
+    if fmt == "markdown":
+        return markdown(runs, rows[0]["finished"] or rows[0]["created"])
+    if fmt == "csv":
+        return figure_rows(runs).to_csv()
+    for run in runs:
+        print_run(run, console)
+    if len(runs) > 1:
+        print_summary(runs, console)
+    return None
