@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .checks import whole_number
 from .errors import BackendError, ConfigError
 from .runs import RunKind, Unit, execute
 
@@ -96,8 +97,7 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
     if not models:
         raise ConfigError("name at least one model to benchmark")
     for name, value in (("--repeats", repeats), ("--new-tokens", new_tokens)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+        whole_number(name, value)
     if not lengths or any(not isinstance(n, int) or n < 1 for n in lengths):
         raise ConfigError(f"prompt lengths must be whole numbers >= 1, got {lengths!r}")
     if n_ctx is not None and max(lengths) + new_tokens > n_ctx:

@@ -65,6 +65,7 @@ def bench(
     console.print(table(result))
     if "llama_cpp" in result.settings["machine"]:
         err(result.settings["machine"]["llama_cpp"]["summary"])
+    # a local-time folder name, not a timestamp of record (those are checks.utc_now)
     out = out or data_dir() / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")

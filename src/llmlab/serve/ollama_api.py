@@ -87,7 +87,7 @@ class EmbedRequest(BaseModel):
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")  # Ollama's wire format, not checks.utc_now
 
 
 def _config(model, prompt, options: Options | None):

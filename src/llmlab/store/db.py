@@ -13,9 +13,9 @@ transaction unless ``transaction()`` groups them); no connection pool, no WAL tu
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
+from ..checks import utc_now
 from ..config import default_db_path
 from ..errors import StoreError
 from .migrations import MIGRATIONS
@@ -108,4 +108,4 @@ def explain(exc: sqlite3.DatabaseError, path: Path) -> str:
 
 
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return utc_now("milliseconds")
