@@ -29,7 +29,9 @@ def test_generated_log_probabilities_equal_a_full_evaluation(smollm2):
         want = [float(_log_softmax(reference.scores[len(prompt) - 1 + j])[t]) for j, t in enumerate(ids)]
     finally:
         reference.close()
-    assert [lp.logprob for lp in r.logprobs] == pytest.approx(want, abs=0.05)
+    # one token at a time against one batch: llama.cpp's kernels round differently (as in test_evals_score)
+    assert [lp.logprob for lp in r.logprobs] == pytest.approx(want, abs=0.15)
+    assert r.logprobs[0].logprob == pytest.approx(want[0], abs=1e-3)  # the same prompt batch: equal
 
 
 def test_no_log_probabilities_unless_asked(smollm2):
@@ -72,11 +74,15 @@ def test_control_and_image_tokens_never_become_text(gemma):
 
 def test_sampling_reproduces_while_scoring_keeps_gemmas_prefix(gemma):
     shared = "Review: a fine film.\nSentiment: positive\n\n" * 6
-    first = gemma.score(shared + "Review: dull.\nSentiment:", [" positive", " negative"])
-    again = gemma.score(shared + "Review: dull.\nSentiment:", [" positive", " negative"])
-    gemma.score(shared + "Review: a joy.\nSentiment:", [" positive", " negative"])
+    dull, joy = shared + "Review: dull.\nSentiment:", shared + "Review: a joy.\nSentiment:"
+    labels = [" positive", " negative"]
+    first = gemma.score(dull, labels)
+    twice = [[gemma.score(joy, labels), gemma.score(dull, labels)] for _ in range(2)]
     assert gemma.kept_tokens > len(gemma.encode(shared)) - 2  # the few-shot part was not recomputed
-    assert again == pytest.approx(first, abs=1e-4)
+    assert twice[0] == twice[1]  # the same calls from the same cache state: the same scores
+    # against the first (from another cache state): fewer tokens are evaluated in one batch, and
+    # llama.cpp's kernels round differently by batch size (bench/RESULTS.md)
+    assert twice[0][1] == pytest.approx(first, abs=0.1)
     gemma.generate(shared, max_new_tokens=2, seed=1)
     assert gemma.kept_tokens == 0  # generation starts from scratch on a sliding-window model
 

@@ -10,6 +10,7 @@ import pytest
 from llmlab.errors import ConfigError
 from llmlab.probes import builtin_suites, count_generations, load_suite, run_suite
 from llmlab.probes.report import write_outputs
+from llmlab.probes.runner import save_run
 from llmlab.store import Store
 
 SAMPLES = 2
@@ -114,7 +115,7 @@ def test_greedy_and_seeded_runs_reproduce_on_both_models(runs):
 def test_runs_are_saved_to_the_store_with_every_record(runs, tmp_path):
     store = Store.open(tmp_path / "probe.db")
     run = runs["gemma", "hallucination"]
-    run_id = store.save_probe_run(run.to_dict())
+    run_id = save_run(store, run.to_dict())
     saved = store.probe_runs()[0]
     assert saved["id"] == run_id and saved["suite"] == "hallucination" and saved["model"] == run.model
     assert saved["figures"] == [f.to_dict() for f in run.figures]

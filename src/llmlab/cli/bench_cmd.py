@@ -39,6 +39,7 @@ def bench(
     from rich.console import Console
 
     from ..bench import parse_lengths, run_bench, write_chart
+    from ..bench_report import table, write_csv
     from ..config import data_dir, prepare_out
 
     lengths = parse_lengths(prompt_lengths)
@@ -73,59 +74,3 @@ def bench(
     chart = write_chart(result, out / "bench.png")
     err(f"wrote {out / 'results.json'}, {out / 'results.csv'}, {chart}; stored as bench run "
         f"{result.run_id} (`llmlab runs show {result.run_id}` re-opens the table)")
-
-
-def _spread(stat, scale: float = 1.0, digits: int = 0) -> str:
-    if stat.median is None:
-        return "n/a"
-    f = f"{{:.{digits}f}}"
-    med = f.format(stat.median * scale)
-    if len(stat.values) < 2 or stat.low == stat.high:
-        return med
-    return f"{med} ({f.format(stat.low * scale)}–{f.format(stat.high * scale)})"
-
-
-def bench_table(result):
-    """The medians with their spread, one row per model x prompt length (a ``llmlab.runs.Table``)."""
-    from ..runs import Column, Table
-
-    s = result.settings
-    load = s["machine"]["load_average"]
-    threads = f"{s['threads']} threads" if s.get("threads") else "default threads"
-    t = Table([Column(col, justify="left" if col in ("model", "backend") else "right", no_wrap=col == "model")
-               for col in ("model", "backend", "prompt tokens", "load s", "TTFT ms", "prefill tok/s",
-                           "decode tok/s", "peak RSS MB")],
-              title=f"median (min–max) over {s['repeats']} fresh processes per model; "
-                    f"{s['new_tokens']} new tokens, greedy, {threads}; load average at start {load}",
-              title_justify="left")
-    seen = set()
-    for r in result.rows:
-        first = r["model"] not in seen
-        seen.add(r["model"])
-        t.add_row(r["model"] if first else "", r["backend"] if first else "", _spread(r["prompt_tokens"]),
-                  _spread(r["load_s"], digits=2) if first else "", _spread(r["ttft_s"], 1000),
-                  _spread(r["prefill_tps"]), _spread(r["decode_tps"], digits=1),
-                  _spread(r["peak_rss"], 1e-6) if first else "")
-    return t
-
-
-def table(result):
-    """The terminal table (rich) of ``bench_table``."""
-    return bench_table(result).to_rich()
-
-
-def csv_table(result):
-    """One row per model x prompt length: median, min and max of each figure."""
-    from ..runs import Table
-
-    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load")
-    columns = ["model", "backend", "length"] + [f"{k}_{s}" for k in keys for s in ("median", "min", "max")]
-    return Table(columns,
-                 [[r["model"], r["backend"], r["length"]]
-                  + [getattr(r[k], s) for k in keys for s in ("median", "low", "high")] for r in result.rows])
-
-
-def write_csv(result, path: Path) -> None:
-    """One row per model x prompt length: median, min and max of each figure."""
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        fh.write(csv_table(result).to_csv())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..checks import whole_number
 from ..errors import ConfigError, DataError
 from ..runs import RunKind, Unit, execute
 from ..runs.protocol import fingerprint, model_identity  # noqa: F401 (re-exported: the eval API's names)
@@ -60,8 +61,7 @@ def plan(models: list[str], strategies: list[str], methods: list[str], repeats: 
     for _, m in pairs:
         if m not in METHODS:
             raise ConfigError(f"unknown method {m!r}; use one of: {', '.join(METHODS)}")
-    if repeats < 1:
-        raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    whole_number("--repeats", repeats)
     sampled = generation.get("temperature", 0) != 0 and generation.get("do_sample", True)
     if sampled and repeats > 1 and generation.get("seed") is not None:
         from ..config import GenerationConfig
@@ -268,3 +268,14 @@ def reopen(store, rows: list[dict]):
         items, _ = final_items(method, {k: u[k] for k in keys}, keys)
         runs.append(SystemRun(system, row["id"], items, 0, row["summary"] or {}))
     return EvalResult(dataset, task, runs, [f"re-opened from the store (runs {', '.join(map(str, ids))})"])
+
+
+def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
+    """Stored eval runs re-opened (one evaluation's systems together): printed, or markdown or CSV."""
+    result = reopen(store, rows)
+    if fmt == "markdown":
+        return result.to_markdown()
+    if fmt == "csv":
+        return result.table.to_csv(index=False)
+    result.print(console)
+    return None

@@ -63,9 +63,34 @@ class ModelInfo:
         return asdict(self)
 
 
-class Model(ABC):
+class Capable:
+    """What a model can do, declared in ``capabilities`` and asked one way: ``can()``, ``require()``.
+    Generation models and embedding models both are."""
+
     backend: str = "?"
     capabilities: frozenset[str] = frozenset()  # from CAPABILITIES; an instance may narrow its own
+
+    def can(self, capability: str) -> bool:
+        """Whether this model does ``capability`` (one of ``CAPABILITIES``)."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
+        return capability in self.capabilities
+
+    def unable(self, capability: str, doing: str = "") -> NotSupportedError:
+        """The one-line error for a capability this model lacks."""
+        what = {"score": "score continuations (it returns no log-probabilities)",
+                "logprobs": "return token log-probabilities", "echo": "score a prompt's own tokens",
+                "embed": "embed texts", "tools": "call tools", "grammar": "follow a grammar"}[capability]
+        tail = f"; {doing}" if doing else ""
+        return NotSupportedError(f"{self.backend}/{self.info.name} cannot {what}{tail}")
+
+    def require(self, capability: str, doing: str = "") -> None:
+        """Raise the one-line error unless this model does ``capability``."""
+        if not self.can(capability):
+            raise self.unable(capability, doing)
+
+
+class Model(Capable, ABC):
     server_templates: bool = False  # a remote server applies the chat template itself
 
     def __init__(self, info: ModelInfo):
@@ -114,27 +139,6 @@ class Model(ABC):
                         ) -> list[TokenLogprob]:
         """Log-probability of each token of ``text`` given those before it (``echo``)."""
         raise self.unable("echo")
-
-    # --- what it can do, asked one way -------------------------------------------------------------
-
-    def can(self, capability: str) -> bool:
-        """Whether this model does ``capability`` (one of ``CAPABILITIES``)."""
-        if capability not in CAPABILITIES:
-            raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
-        return capability in self.capabilities
-
-    def unable(self, capability: str, doing: str = "") -> NotSupportedError:
-        """The one-line error for a capability this model lacks."""
-        what = {"score": "score continuations (it returns no log-probabilities)",
-                "logprobs": "return token log-probabilities", "echo": "score a prompt's own tokens",
-                "embed": "embed texts", "tools": "call tools", "grammar": "follow a grammar"}[capability]
-        tail = f"; {doing}" if doing else ""
-        return NotSupportedError(f"{self.backend}/{self.info.name} cannot {what}{tail}")
-
-    def require(self, capability: str, doing: str = "") -> None:
-        """Raise the one-line error unless this model does ``capability``."""
-        if not self.can(capability):
-            raise self.unable(capability, doing)
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op for backends with nothing to free
         """Free the model's memory."""
@@ -232,6 +236,8 @@ class Model(ABC):
         Setting ``cancel`` (or calling ``Response.cancel()``) from another thread stops it at the
         backend's next step; what was generated is kept and logged as interrupted."""
         config = (config or GenerationConfig()).replace(**overrides)
+        if config.logprobs is not None:
+            self.require("logprobs", "leave GenerationConfig.logprobs unset")
         if not isinstance(prompt, str):
             prompt = as_messages(prompt)
         check_prompt(prompt)

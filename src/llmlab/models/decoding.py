@@ -10,7 +10,9 @@ token to a ``Decoding``, which owns everything after the pick and so means the s
   ``interrupted``;
 - control tokens never reach the text: the template's markup, and the placeholders of modalities
   a text model is not given (Gemma 3's ``<start_of_image>``) count as generated but show nothing;
-- each token's log-probability, when asked for, rides on the chunk that carries its text.
+- each token's log-probability, when asked for, rides on the chunk that carries its text; the
+  end-of-generation token's and a stop string's tokens are reported too (they were generated),
+  though their text is not shown.
 
 It is push-shaped (``feed`` one token, get a chunk or nothing) so the engine, which advances many
 sequences per step, uses the same object as a backend's simple ``for`` loop.

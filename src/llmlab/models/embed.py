@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..errors import BackendError, MissingDependencyError, ModelLoadError, PromptError
-from .base import CAPABILITIES, Model
+from .base import Capable
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Embeddings:
     prompt_tokens: int = 0
 
 
-class EmbeddingModel(ABC):
+class EmbeddingModel(Capable, ABC):
     backend: str = "?"
     capabilities: frozenset[str] = frozenset({"embed"})
 
@@ -98,17 +98,6 @@ class EmbeddingModel(ABC):
             raise BackendError(f"{self.backend}/{self.info.name} returned {out.shape[1]}-dimensional "
                                f"vectors, not {self.info.dimension}")
         return Embeddings(out, int(tokens or 0))
-
-    def can(self, capability: str) -> bool:
-        """Whether this model does ``capability`` (one of ``CAPABILITIES``): ``embed`` only."""
-        if capability not in CAPABILITIES:
-            raise ValueError(f"unknown capability {capability!r}; one of {', '.join(CAPABILITIES)}")
-        return capability in self.capabilities
-
-    def require(self, capability: str, doing: str = "") -> None:
-        """Raise the one-line error unless this model does ``capability``."""
-        if not self.can(capability):
-            raise Model.unable(self, capability, doing)  # the same words as a generation model's
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the model holds (an HTTP client); a no-op in process."""

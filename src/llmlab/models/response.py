@@ -90,7 +90,6 @@ class Response:
         self.started_at = time.time()
         start = time.perf_counter()
         first = last = None
-        counted = 0
         usage = None
         chunks = self.model.stream(self.prompt, self.config, cancel=self._cancel)
         try:
@@ -105,7 +104,6 @@ class Response:
                     if first is None:
                         first = now
                     last = now
-                    counted += 1
                     self._pieces.append(chunk.text)
                     yield chunk.text
                 if chunk.finish_reason:

@@ -162,3 +162,20 @@ def markdown(runs: list[ProbeRun], created: str) -> str:
                                 r.answer, verdict, r.error or r.reason)
             lines += [figures.to_markdown(), "", answers.to_markdown()]
     return "\n".join(lines) + "\n"
+
+
+def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
+    """Stored probe runs re-opened: printed (``terminal``) or as markdown or CSV text."""
+    from .runner import probe_run
+
+    runs = [probe_run({**r["header"], "model": r["model"], "suite": r["subject"]}, store.units(r["id"]),
+                      r["summary"] or {}, run_id=r["id"]) for r in rows]
+    if fmt == "markdown":
+        return markdown(runs, rows[0]["finished"] or rows[0]["created"])
+    if fmt == "csv":
+        return figure_rows(runs).to_csv()
+    for run in runs:
+        print_run(run, console)
+    if len(runs) > 1:
+        print_summary(runs, console)
+    return None

@@ -265,7 +265,7 @@ def _generate(model, sent, config, rid: int, check: Check, item, sample: int, us
         if cut is not None:
             record.answer = body[:cut]
             record.detail = {"generated": response.text}  # the whole text, before the cut
-    record.call_id = getattr(response, "log_id", None)
+    record.call_id = response.log_id
     return record
 
 
@@ -296,3 +296,16 @@ def _info(model) -> dict:
 
 def _now() -> str:
     return utc_now()
+
+
+def save_run(store, run: dict) -> int:
+    """Write a finished probe run (``ProbeRun.to_dict()``) and all its records in one transaction: for
+    a run made without a store (``run_suite(..., store=None)``), which ``llmlab runs`` then lists."""
+    with store.transaction():
+        run_id, _ = store.open_run("probe", f"saved:{utc_now()}", probe_header(run), model=run["model"],
+                                  subject=run["suite"], planned=len(run["records"]), fresh=True)
+        for r in run["records"]:
+            store.add_unit(run_id, record_key(r["check"], r["item"], r["sample"]), r["id"] - 1, r)
+        store.finish_run(run_id, {"figures": run["figures"], "started": run["started"],
+                                 "finished": run["finished"]})
+    return run_id

@@ -12,10 +12,15 @@ bench run shows what it has.
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import ConfigError
 from .table import Column, Table
 
 FORMATS = ("terminal", "markdown", "csv")
+# each kind of run re-opens its own runs: ``show_runs(store, rows, fmt, console)`` in its module,
+# imported by name when asked for (a lazy registry), so this package imports no kind of run
+KINDS = {"eval": "llmlab.evals.runner", "probe": "llmlab.probes.report", "bench": "llmlab.bench_report"}
 
 
 def runs_table(rows: list[dict]) -> Table:
@@ -71,45 +76,6 @@ def show(store, ids: list[int], fmt: str = "terminal", console=None) -> str | No
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     rows = load(store, ids)
     kind = rows[0]["kind"]
-    if kind == "eval":
-        from ..evals.runner import reopen
-
-        result = reopen(store, rows)
-        if fmt == "markdown":
-            return result.to_markdown()
-        if fmt == "csv":
-            return result.table.to_csv(index=False)
-        result.print(console)
-        return None
-    if kind == "probe":
-        return _probes(store, rows, fmt, console)
-    if kind == "bench":
-        from ..bench import reopen
-        from ..cli.bench_cmd import bench_table, csv_table
-
-        results = [reopen(store, r) for r in rows]
-        if fmt == "markdown":
-            return "\n\n".join(bench_table(r).to_markdown() for r in results) + "\n"
-        if fmt == "csv":
-            return "".join(csv_table(r).to_csv() for r in results)
-        for r in results:
-            console.print(bench_table(r).to_rich())
-        return None
-    raise ConfigError(f"run {rows[0]['id']} is of a kind this llmlab does not know: {kind!r}")
-
-
-def _probes(store, rows, fmt, console):
-    from ..probes.report import figure_rows, markdown, print_run, print_summary
-    from ..probes.runner import probe_run
-
-    runs = [probe_run({**r["header"], "model": r["model"], "suite": r["subject"]}, store.units(r["id"]),
-                      r["summary"] or {}, run_id=r["id"]) for r in rows]
-    if fmt == "markdown":
-        return markdown(runs, rows[0]["finished"] or rows[0]["created"])
-    if fmt == "csv":
-        return figure_rows(runs).to_csv()
-    for run in runs:
-        print_run(run, console)
-    if len(runs) > 1:
-        print_summary(runs, console)
-    return None
+    if kind not in KINDS:
+        raise ConfigError(f"run {rows[0]['id']} is of a kind this llmlab does not know: {kind!r}")
+    return importlib.import_module(KINDS[kind]).show_runs(store, rows, fmt, console)

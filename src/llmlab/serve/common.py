@@ -258,7 +258,7 @@ def want_logprobs(model, param: str = "logprobs") -> None:
     """A 400 unless the model can return token log-probabilities."""
     if not model.can("logprobs"):
         raise ApiError(400, f"log-probabilities are not available for {model.backend}/{model.info.name} "
-                       "(GGUF models have them)", param=param)
+                       "(llamacpp and hf models have them)", param=param)
 
 
 def logprob_entry(lp: TokenLogprob) -> dict:

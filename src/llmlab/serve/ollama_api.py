@@ -245,7 +245,8 @@ async def show(req: ShowRequest, request: Request):
             "template": info.chat_template or "", "details": _details(served),
             "model_info": {"general.architecture": arch, "general.parameter_count": info.parameters,
                            f"{arch}.context_length": info.trained_context_length},
-            "capabilities": ["completion"], "modified_at": _now()}
+            "capabilities": ["completion"] + (["tools"] if served.model.can("tools") else []),
+            "modified_at": _now()}
 
 
 @router.post("/embed")

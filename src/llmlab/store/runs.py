@@ -8,8 +8,9 @@ a kill loses at most the unit in hand. The store does not know what a unit means
 (``llmlab.evals``, ``llmlab.probes``, ``llmlab.bench``) does, and re-opens a stored run from its
 header, units and summary.
 
-The last methods read and write the shapes of the old per-kind tables (``eval_runs``,
-``probe_results``, ...), which callers and tests still use; they are views over these tables now.
+The last methods read the shapes of the old per-kind tables (``eval_runs``, ``probe_results``, ...),
+which are views over these tables now: a reader's view of one kind (the tests check stored runs
+through them), not what llmlab's own code reads.
 
 What it gives up: results are JSON, so a value that JSON cannot hold (a tuple, a numpy number) comes
 back as a list or a plain number; the runner round-trips every result, so a run read back and a run
@@ -117,16 +118,3 @@ class RunStore:
                  "grp": r["group"], **{k: r[k] for k in ("sample", "prompt", "input", "answer", "verdict",
                                                         "reason", "detail", "settings", "call_id", "error")}}
                 for r in self.units(run_id).values()]
-
-    def save_probe_run(self, run: dict) -> int:
-        """Write a finished probe run (``ProbeRun.to_dict()``) and all its records in one transaction."""
-        from ..probes.runner import probe_header, record_key
-
-        with self.transaction():
-            run_id, _ = self.open_run("probe", f"saved:{now()}", probe_header(run), model=run["model"],
-                                      subject=run["suite"], planned=len(run["records"]), fresh=True)
-            for r in run["records"]:
-                self.add_unit(run_id, record_key(r["check"], r["item"], r["sample"]), r["id"] - 1, r)
-            self.finish_run(run_id, {"figures": run["figures"], "started": run["started"],
-                                     "finished": run["finished"]})
-        return run_id

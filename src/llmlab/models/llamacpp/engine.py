@@ -141,6 +141,7 @@ class Engine:
             job.out.put(Chunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
             return
         slot = self._pick_slot(job.tokens)
+        seq = None
         try:
             decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
                                 is_end=self.model.is_end, is_hidden=self.model.is_hidden,
@@ -155,6 +156,10 @@ class Engine:
             self.active.append(seq)
             self._take(seq, last_index)
         except Exception as exc:  # any failure belongs to this request only
+            if seq is not None:  # it may have joined the batch already: it leaves it
+                if seq in self.active:
+                    self.active.remove(seq)
+                seq.sampler.close()
             self._forget(slot)
             job.out.put(exc if isinstance(exc, BackendError) else
                         BackendError(f"llama.cpp failed on this request: {exc}"))
