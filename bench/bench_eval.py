@@ -89,10 +89,13 @@ def prefix(frame, db, block: int) -> None:
     from llmlab.models.registry import BUNDLED
 
     path = BUNDLED["gemma3-270m"].path()
-    kept = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048)                  # as llmlab loads it
+    # one copy per run, each with its own KV cache, as a real eval has: interleaved blocks on one copy
+    # would make every block's first row recompute the other strategy's prefix
+    zero = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048)                   # as llmlab loads it
+    kept = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048)
     scratch = LlamaCppModel(path, name="gemma3-270m", n_ctx=2048, swa_full=False)  # the naive reference
     assert kept.reuse_scoring_prefix and not scratch.reuse_scoring_prefix
-    runs = {"zero-shot (kept prefix)": (kept, "zero-shot"), "few-shot (kept prefix)": (kept, "few-shot"),
+    runs = {"zero-shot (kept prefix)": (zero, "zero-shot"), "few-shot (kept prefix)": (kept, "few-shot"),
             "few-shot (from scratch)": (scratch, "few-shot")}
     seconds = dict.fromkeys(runs, 0.0)
     correct = dict.fromkeys(runs, 0)
@@ -113,8 +116,8 @@ def prefix(frame, db, block: int) -> None:
     zero, few = seconds["zero-shot (kept prefix)"], seconds["few-shot (kept prefix)"]
     print(f"\nfew-shot / zero-shot examples/s: **{zero / few:.2f}** (target 0.8); kept prefix / from "
           f"scratch on few-shot: {seconds['few-shot (from scratch)'] / few:.2f}x")
-    kept.close()
-    scratch.close()
+    for model in (zero, kept, scratch):
+        model.close()
 
 
 # user-style task files for the search: the same labels, other wordings (tasks are data)
