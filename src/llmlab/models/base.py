@@ -9,6 +9,7 @@ streamed or read whole, and logging each call to the store, including calls cut 
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -61,6 +62,21 @@ class ModelInfo:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+_INSTRUCT = re.compile(r"(instruct|chat|\bit\b|-it\b|_it\b|sft|dpo|rlhf)", re.I)
+
+
+def is_instruct(meta: dict, path, template: str | None) -> bool:
+    """Instruction-tuned or base, from what the file says.
+
+    The name, fine-tune tag and file name are checked for instruct/chat/-it; failing that, a model
+    that ships a chat template is taken as tuned for chat and one without as a base model.
+    """
+    words = " ".join(str(meta.get(k, "")) for k in ("general.name", "general.finetune")) + " " + path.stem
+    if _INSTRUCT.search(words):
+        return True
+    return bool(template)
 
 
 class Capable:

@@ -294,7 +294,7 @@ def _load(path: Path, dtype, verbose: bool, options: dict):
 
 def _describe_dir(path: Path, name: str, model, tokenizer) -> ModelInfo:
     """A model card from a model directory's config and tokenizer."""
-    from .llamacpp.gguf import is_instruct
+    from .base import is_instruct
 
     cfg = model.config.get_text_config()
     template = tokenizer.chat_template

@@ -7,12 +7,9 @@ backends use this, so a model card reads the same whichever backend serves it.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-from ..base import ModelInfo
-
-_INSTRUCT = re.compile(r"(instruct|chat|\bit\b|-it\b|_it\b|sft|dpo|rlhf)", re.I)
+from ..base import ModelInfo, is_instruct
 
 
 def describe_loaded(llm, path: Path, name: str, backend: str) -> ModelInfo:
@@ -119,18 +116,6 @@ def quant_name(file_type: str | None) -> str | None:
         return names.get(int(file_type), f"file_type {file_type}")
     except ValueError:
         return f"file_type {file_type}"
-
-
-def is_instruct(meta: dict, path: Path, template: str | None) -> bool:
-    """Instruction-tuned or base, from what the file says.
-
-    The name, fine-tune tag and file name are checked for instruct/chat/-it; failing that, a model
-    that ships a chat template is taken as tuned for chat and one without as a base model.
-    """
-    words = " ".join(str(meta.get(k, "")) for k in ("general.name", "general.finetune")) + " " + path.stem
-    if _INSTRUCT.search(words):
-        return True
-    return bool(template)
 
 
 def _vocab_only(llm) -> bool:
