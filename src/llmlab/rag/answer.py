@@ -100,7 +100,8 @@ def ask(question: str, collection: str, *, model="smollm2", k: int = 5, retrieve
 
     hits = retrieve(question, collection, retriever=retriever, k=k, store=store)
     if not hits:
-        raise RagError(f"collection {collection} has nothing that matches the question; nothing to answer from")
+        raise RagError(f"collection {collection} has nothing that matches the question; "
+                       "nothing to answer from")
     if isinstance(model, str):
         from ..models.registry import load_model
 

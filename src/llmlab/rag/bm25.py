@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from ..errors import MissingDependencyError
+
 _LOADED: dict[Path, tuple[dict, object, list[str]]] = {}  # index directory -> (stamp, retriever, ids)
 
 

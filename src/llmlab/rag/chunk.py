@@ -11,8 +11,10 @@ text is exactly ``text[start:end]``, so a citation can point back into the sourc
 
 What it gives up: sentences are found by a regular expression (., ! or ? before white space, or a
 blank line), not a trained splitter, so "Mr. Harker" is a place a chunk may end; nothing is lost,
-a chunk just ends a little early. ``size`` is capped at the model's window less its special tokens,
-so no chunk is ever cut by the embedder.
+a chunk just ends a little early. The overlap is whole sentences, so a chunk that ends with a
+sentence longer than ``overlap`` tokens shares nothing with the next (no chunk starts mid-sentence
+unless its sentence alone is longer than ``size``). ``size`` is capped at the model's window less
+its special tokens, so no chunk is ever cut by the embedder.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ def _sentences(text: str, starts: list[int], ends: list[int], size: int) -> list
     return [s for s in out if s[1] > s[0]]
 
 
-def chunk_text(text: str, embedder, *, size: int = DEFAULT_SIZE, overlap: int = DEFAULT_OVERLAP) -> list[Chunk]:
+def chunk_text(text: str, embedder, *, size: int = DEFAULT_SIZE,
+               overlap: int = DEFAULT_OVERLAP) -> list[Chunk]:
     size, overlap = check_sizes(embedder, size, overlap)
     spans = embedder.token_spans(text)
     if not spans:

@@ -65,7 +65,8 @@ class Collection:
         if not (self.dir / "meta.json").is_file():
             names = collection_names(store)
             listed = f"; collections in {self.root}: {', '.join(names)}" if names else \
-                f"; {self.root} has no collections yet (create one with llmlab rag ingest PATH --collection NAME)"
+                (f"; {self.root} has no collections yet (create one with llmlab rag ingest PATH "
+                 "--collection NAME)")
             raise CollectionNotFoundError(f"no collection named {name!r}{did_you_mean(name, names)}{listed}")
         return self
 

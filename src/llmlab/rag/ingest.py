@@ -81,7 +81,8 @@ def _plan(path: Path, embedder, sha: str, replacing: bool, size: int, overlap: i
     return _Planned(path, doc_id, sha, chunks, replacing)
 
 
-def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm", store: str | Path | None = None,
+def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm",
+           store: str | Path | None = None,
            chunk_size: int = DEFAULT_SIZE, overlap: int = DEFAULT_OVERLAP, prune: bool = False,
            reembed: bool = False, progress: bool = False) -> IngestReport:
     """Add files and folders to a collection (created on first use) and return what was done.
