@@ -48,7 +48,7 @@ def ingest(
 
     report = run_ingest(paths, collection, embedder=embedder, store=store, chunk_size=chunk_size,
                         overlap=overlap, prune=prune, reembed=reembed, progress=True)
-    print(report.summary())
+    print(report.summary(), flush=True)
     if len(report.failed) == 1:
         raise RagError(report.failed[0][1])
     if report.failed:
@@ -109,7 +109,7 @@ def ask(
 
     answer = run_ask(question, collection, model=m, k=k, retriever=retriever, store=store,
                      max_new_tokens=max_new_tokens or 256, temperature=0.0, on_text=write)
-    print()
+    print(flush=True)
     if answer.dropped:
         err(f"{answer.dropped} of {answer.dropped + len(answer.context)} retrieved chunks left out: they did "
             f"not fit in {m.info.name}'s context window")

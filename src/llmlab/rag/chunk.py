@@ -45,9 +45,9 @@ def max_chunk_tokens(embedder) -> int | None:
     return window - embedder.special_tokens if window else None
 
 
-def check_sizes(embedder, size: int, overlap: int) -> tuple[int, int]:
-    """``size`` capped at what the embedder reads; ``overlap`` below ``size``."""
-    cap = max_chunk_tokens(embedder)
+def check_sizes(cap: int | None, size: int, overlap: int) -> tuple[int, int]:
+    """``size`` capped at ``cap`` (what the embedder reads, ``max_chunk_tokens``); ``overlap`` below
+    half of it."""
     if size < 8:
         raise ConfigError(f"chunk size must be at least 8 tokens, got {size}")
     if cap is not None and size > cap:
@@ -71,7 +71,7 @@ def _sentences(text: str, starts: list[int], ends: list[int], size: int) -> list
 
 def chunk_text(text: str, embedder, *, size: int = DEFAULT_SIZE,
                overlap: int = DEFAULT_OVERLAP) -> list[Chunk]:
-    size, overlap = check_sizes(embedder, size, overlap)
+    size, overlap = check_sizes(max_chunk_tokens(embedder), size, overlap)
     spans = embedder.token_spans(text)
     if not spans:
         return []

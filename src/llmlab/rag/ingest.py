@@ -3,8 +3,9 @@
 Each file's sha256 is kept in the collection's manifest. A file whose hash is recorded is skipped;
 a new or changed one has its old chunks deleted and its new ones added, then its manifest entry
 written. The entry is first written as ``pending``, so a document cut off by Ctrl-C or a crash is
-known to be unfinished: its chunks are deleted and it is redone by the next ingest, whatever files
-that ingest names. ``prune=True`` removes documents whose file no longer exists.
+known to be unfinished: the next ingest deletes its chunks, and redoes it if that ingest names its
+file (else it is simply gone, as if never ingested). ``prune=True`` removes documents whose file no
+longer exists; that is the one way to remove a document (no ``drop-doc`` command in this slice).
 
 Work is planned first (read and chunk every new or changed file, which is quick), then embedded
 with a progress bar over chunks, so the ETA is the embedding's. A file that cannot be read is
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LlmlabError, RagError
-from .chunk import DEFAULT_OVERLAP, DEFAULT_SIZE, check_sizes, chunk_text
+from .chunk import DEFAULT_OVERLAP, DEFAULT_SIZE, check_sizes, chunk_text, max_chunk_tokens
 from .collection import Collection, canonical_spec, collection_names
 from .documents import document_id, file_sha256, find_files, read_pages
 
@@ -96,15 +97,25 @@ def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm"
     exists = collection in collection_names(store)
     if exists and not reembed:
         Collection.open(collection, store).check_embedder(spec, command="ingest")
-    model = get_embedder(spec)
-    size, overlap = check_sizes(model, chunk_size, overlap)
-    coll = Collection(collection, store) if exists else Collection.create(collection, store, spec,
-                                                                          model.info.dimension)
+    check_sizes(None, chunk_size, overlap)  # bad sizes fail now, even when nothing needs embedding
+    loaded: list = []
+
+    def embedder_now():
+        """The model and chunk sizes, loaded the first time a file needs them (a no-op ingest loads none)."""
+        if not loaded:
+            model = get_embedder(spec)
+            model.token_spans("llmlab")  # chunks are counted in its tokens: a server's embedder fails here
+            loaded.extend([model, *check_sizes(max_chunk_tokens(model), chunk_size, overlap)])
+        return loaded
+
+    if not exists or reembed:
+        dimension = embedder_now()[0].info.dimension
+    coll = Collection(collection, store) if exists else Collection.create(collection, store, spec, dimension)
     report = IngestReport(collection, files=len(files))
     with coll.writing():
         if reembed and exists:
             coll.drop()
-            Collection.create(collection, store, spec, model.info.dimension)
+            Collection.create(collection, store, spec, dimension)
         manifest = coll.manifest()
         docs = manifest["documents"]
         planned: list[_Planned] = []
@@ -120,12 +131,14 @@ def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm"
                 if entry and entry.get("sha256") == sha and not entry.get("pending"):
                     report.unchanged.append(str(path))
                     continue
-                planned.append(_plan(path, model, sha, entry is not None, size, overlap))
+                model, size, chunk_overlap = embedder_now()
+                planned.append(_plan(path, model, sha, entry is not None, size, chunk_overlap))
             except LlmlabError as exc:
                 report.failed.append((str(path), str(exc)))
             except OSError as exc:
                 report.failed.append((str(path), f"{path}: cannot read it ({exc.strerror or exc})"))
-        _write(coll, manifest, planned, model, report, progress)
+        if planned:
+            _write(coll, manifest, planned, loaded[0], report, progress)
         if prune:
             for doc_id, entry in list(docs.items()):
                 if not Path(entry["source"]).exists():
