@@ -25,6 +25,10 @@ def __getattr__(name: str):
         from .evals.api import evaluate
 
         return evaluate
+    if name == "rag":  # llmlab.rag.ingest / retrieve / ask; chromadb is imported only when they run
+        import importlib
+
+        return importlib.import_module(".rag", __name__)
     if name == "EmbeddingModel":
         from .models.embed import EmbeddingModel
 

@@ -16,6 +16,10 @@ kept for anyone who wants it.
     ├── DataError              a dataset that cannot be evaluated: missing file or column, empty,
     │                          not UTF-8, labels outside the task's set, a row beyond the context
     ├── SuiteError             an unknown probe suite, or a malformed suite file (names file and line)
+    ├── RagError               retrieval: a document that cannot be read, an empty folder
+    │   ├── CollectionNotFoundError  no collection of that name (did-you-mean over existing ones)
+    │   ├── CollectionBusyError      another process is writing the collection now
+    │   └── EmbedderMismatchError    the collection was embedded with another model (names the fix)
     └── BackendError           a backend failed while generating
         ├── ServerUnreachableError   no answer from a remote server (refused, timed out)
         ├── AuthenticationError      the server refused the API key (HTTP 401/403)
@@ -106,3 +110,19 @@ class TaskError(LlmlabError, ValueError):
 
 class DataError(LlmlabError, ValueError):
     """A dataset that cannot be evaluated as it is; the message names the file and what to change."""
+
+
+class RagError(LlmlabError, ValueError):
+    """Retrieval-augmented generation: a document that cannot be read (names the file), nothing to ingest."""
+
+
+class CollectionNotFoundError(RagError, LookupError):
+    pass
+
+
+class CollectionBusyError(RagError):
+    pass
+
+
+class EmbedderMismatchError(RagError):
+    pass

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import BackendError, MissingDependencyError, ModelLoadError, PromptError
+from ..errors import BackendError, MissingDependencyError, ModelLoadError, NotSupportedError, PromptError
 from .base import Capable
 
 
@@ -99,6 +99,22 @@ class EmbeddingModel(Capable, ABC):
                                f"vectors, not {self.info.dimension}")
         return Embeddings(out, int(tokens or 0))
 
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """The ``(start, end)`` character offsets of each of the model's own tokens in ``text``
+        (no special tokens), so a caller can count tokens and cut text at token boundaries.
+        Only an in-process model has its tokenizer at hand; a server's raises ``NotSupportedError``."""
+        raise NotSupportedError(f"{self.backend}/{self.info.name} does not expose its tokenizer, so llmlab "
+                                "cannot count its tokens (use an in-process model: minilm or st/DIR)")
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Tokens per text in the model's own tokenizer, special tokens not counted."""
+        return [len(self.token_spans(t)) for t in texts]
+
+    @property
+    def special_tokens(self) -> int:
+        """Tokens the model adds around every text (``[CLS]`` and ``[SEP]`` for BERT models)."""
+        return 0
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free what the model holds (an HTTP client); a no-op in process."""
 
@@ -151,6 +167,15 @@ class SentenceTransformerEmbedder(EmbeddingModel):
         # every token of every text, as llmlab serve has always reported it (before the cut)
         n_tokens = sum(len(ids) for ids in self.model.tokenizer(texts, verbose=False)["input_ids"])
         return vectors, n_tokens
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        enc = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                   verbose=False)
+        return [(int(a), int(b)) for a, b in enc["offset_mapping"]]
+
+    @property
+    def special_tokens(self) -> int:
+        return int(self.model.tokenizer.num_special_tokens_to_add(pair=False))
 
     def close(self) -> None:
         self.model = None

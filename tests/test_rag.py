@@ -1,0 +1,192 @@
+"""RAG on real novels: Frankenstein and the first 200,000 characters of Dracula, ingested once with
+the bundled MiniLM into a temporary store, then retrieved from with questions written for them and
+answered by SmolLM2 through the CLI.
+
+Dracula is cut to its first chapters (Harker at the castle, Lucy's letters, Renfield, the Demeter)
+so the one ingest stays near a minute on two cores; every question below has its evidence there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SHARED_DATA
+from llmlab.rag.collection import Collection
+from llmlab.rag.ingest import ingest
+from llmlab.rag.retrieve import retrieve
+
+DRACULA_CHARS = 200_000
+
+# (question, evidence strings: a hit is a top-5 chunk containing any of them)
+QUESTIONS = [
+    ("At which hotel does Jonathan Harker stay in Bistritz?", ["Golden Krone"]),
+    ("Through which mountain pass does Harker travel to meet the Count's carriage?", ["Borgo Pass"]),
+    ("What word does Dr. Seward coin for his patient who eats flies, spiders and birds?", ["zoöphagous"]),
+    ("What was the name of the Russian ship that ran aground at Whitby in the storm?", ["Demeter"]),
+    ("How many proposals of marriage did Lucy receive in one day?", ["three proposals"]),
+    ("Which city is Victor Frankenstein's family from?", ["Geneva"]),
+    ("Which books did the creature find in a leather portmanteau?",
+     ["Paradise Lost", "Sorrows of Werter", "Plutarch"]),
+    ("At which university did Victor study natural philosophy?", ["Ingolstadt"]),
+    ("Who was executed for the murder of little William?", ["Justine"]),
+    ("Which professor mocked Victor for having read Cornelius Agrippa and Paracelsus?", ["Krempe"]),
+    ("On which remote Scottish islands did Victor begin making a second creature?", ["Orkney"]),
+    ("What is the name of the explorer who writes letters to his sister Mrs. Saville?", ["Walton"]),
+]
+
+
+def _cut(text: str, n: int) -> str:
+    end = text.rfind(". ", 0, n)
+    return text[:end + 1]
+
+
+@pytest.fixture(scope="module")
+def novels(tmp_path_factory):
+    corpus = SHARED_DATA / "corpus"
+    if not (corpus / "dracula.txt").is_file() or not (corpus / "frankenstein.txt").is_file():
+        pytest.skip(f"shared novels not found in {corpus} (dracula.txt, frankenstein.txt)")
+    root = tmp_path_factory.mktemp("rag")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "frankenstein.txt").write_text((corpus / "frankenstein.txt").read_text())
+    (docs / "dracula.txt").write_text(_cut((corpus / "dracula.txt").read_text(), DRACULA_CHARS))
+    start = time.perf_counter()
+    report = ingest([docs], "novels", store=root / "store")
+    seconds = time.perf_counter() - start
+    print(f"\ningested {report.files} novels: {report.chunks_total} chunks in {seconds:.1f} s")
+    return {"store": root / "store", "docs": docs, "report": report, "seconds": seconds}
+
+
+def test_both_novels_are_ingested_in_token_counted_chunks(novels):
+    report = novels["report"]
+    assert sorted(report.added) == sorted(str(p.resolve()) for p in novels["docs"].iterdir())
+    assert not report.failed
+    coll = Collection.open("novels", novels["store"])
+    chunks = list(coll.store.chunks())
+    assert len(chunks) == report.chunks_total == coll.store.count() > 500
+    assert len({c.id for c in chunks}) == len(chunks)
+    assert max(c.metadata["tokens"] for c in chunks) <= 200
+    # the bound is the embedder's own: re-tokenizing a chunk gives its recorded count (+- boundary)
+    from llmlab.rag.ingest import get_embedder
+
+    model = get_embedder("minilm")
+    sample = chunks[::50]
+    counts = model.count_tokens([c.text for c in sample])
+    assert all(abs(n - c.metadata["tokens"]) <= 2 for n, c in zip(counts, sample, strict=True))
+    assert all(n + model.special_tokens <= model.info.max_seq_length for n in counts)
+    assert coll.meta["embedder"] == "minilm" and coll.meta["dimension"] == 384
+
+
+def test_chunk_offsets_reproduce_the_source_and_neighbours_overlap(novels):
+    coll = Collection.open("novels", novels["store"])
+    by_doc: dict[str, list] = {}
+    for c in coll.store.chunks():
+        by_doc.setdefault(c.metadata["source"], []).append(c)
+    for source, chunks in by_doc.items():
+        text = open(source, encoding="utf-8").read()
+        bad = [c.id for c in chunks if text[c.metadata["start"]:c.metadata["end"]] != c.text]
+        assert not bad, f"{len(bad)} chunks of {source} do not match their offsets"
+        chunks.sort(key=lambda c: c.metadata["chunk"])
+        pairs = [(a.metadata, b.metadata) for a, b in zip(chunks, chunks[1:], strict=False)]
+        overlapping = sum(b["start"] < a["end"] for a, b in pairs)
+        # overlap is whole sentences: after a sentence longer than 30 tokens there is none
+        assert overlapping > 0.5 * (len(chunks) - 1)
+        # nothing between chunks is lost: each starts at or before the previous one's end (+ space)
+        assert all(not text[a["end"]:b["start"]].strip() for a, b in pairs if b["start"] > a["end"])
+
+
+def test_reingesting_unchanged_files_does_nothing(novels):
+    coll = Collection.open("novels", novels["store"])
+    before = coll.manifest()
+    report = ingest([novels["docs"]], "novels", store=novels["store"])
+    assert report.chunks_added == 0 and len(report.unchanged) == 2 and not report.added
+    assert coll.manifest() == before
+    assert coll.store.count() == novels["report"].chunks_total
+
+
+def _hits_at_5(store, retriever):
+    hits = []
+    for question, evidence in QUESTIONS:
+        found = retrieve(question, "novels", retriever=retriever, k=5, store=store)
+        hits.append(any(e in h.text for h in found for e in evidence))
+    return hits
+
+
+def test_hybrid_retrieval_finds_the_evidence(novels):
+    scores = {r: _hits_at_5(novels["store"], r) for r in ("dense", "bm25", "hybrid")}
+    rates = {r: sum(h) / len(h) for r, h in scores.items()}
+    print("\nhit@5: " + ", ".join(f"{r} {v:.2f}" for r, v in rates.items()))
+    for r, h in scores.items():
+        missed = [q for (q, _), ok in zip(QUESTIONS, h, strict=True) if not ok]
+        print(f"  {r} missed: {missed}")
+    # measured: dense 9/12, bm25 11/12, hybrid 11/12; all three miss the creature's books, because the
+    # chunk that finds the "leathern portmanteau" ends one sentence before the books are named
+    assert sum(scores["hybrid"]) >= 10
+    assert rates["hybrid"] >= rates["dense"] and rates["hybrid"] >= rates["bm25"]
+
+
+def test_retrieved_chunks_are_ranked_with_their_place(novels):
+    found = retrieve("Golden Krone hotel in Bistritz", "novels", retriever="hybrid", k=5,
+                     store=novels["store"])
+    assert [h.rank for h in found] == [1, 2, 3, 4, 5]
+    assert [h.score for h in found] == sorted((h.score for h in found), reverse=True)
+    assert found[0].source.endswith("dracula.txt") and found[0].page is None
+    assert found[0].end > found[0].start
+    bm = retrieve("Golden Krone", "novels", retriever="bm25", k=3, store=novels["store"])
+    assert "Golden Krone" in bm[0].text
+
+
+def test_bm25_index_is_persisted_and_rebuilt_only_after_a_change(novels):
+    from llmlab.rag import bm25
+
+    coll = Collection.open("novels", novels["store"])
+    retrieve("Borgo Pass", "novels", retriever="bm25", k=1, store=novels["store"])
+    stamp_file = coll.dir / "bm25" / "stamp.json"
+    stamp = json.loads(stamp_file.read_text())
+    assert stamp == {"version": coll.manifest()["version"], "count": coll.store.count()}
+    built = stamp_file.stat().st_mtime_ns
+    bm25._LOADED.clear()  # as a new process would: read from disk, not rebuilt
+    retrieve("Borgo Pass", "novels", retriever="bm25", k=1, store=novels["store"])
+    assert stamp_file.stat().st_mtime_ns == built
+
+
+def test_rag_retrieve_and_ask_through_the_cli(novels, smollm2):
+    env_store = str(novels["store"])
+    out = subprocess.run([sys.executable, "-m", "llmlab", "rag", "retrieve", "Borgo Pass", "-c", "novels",
+                          "--store", env_store, "-r", "bm25", "-k", "2"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("1. [") and "dracula.txt, chars " in out.stdout
+    out = subprocess.run([sys.executable, "-m", "llmlab", "rag", "ask", "Where did Harker stay in Bistritz?",
+                          "-m", "smollm2", "-c", "novels", "--store", env_store, "-k", "3",
+                          "--max-new-tokens", "60"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    answer, _, sources = out.stdout.partition("\nSources:")
+    assert answer.strip(), "no answer was printed"
+    lines = [line for line in sources.splitlines() if line.startswith("[")]
+    assert lines and all(re.match(r"\[\d+\] /.*\.txt, chars \d+-\d+$", line) for line in lines), sources
+
+
+def test_ask_fits_the_context_and_says_what_it_dropped(novels, smollm2):
+    from llmlab.errors import RagError
+    from llmlab.rag.answer import ask, fit
+
+    hits = retrieve("What did the creature read?", "novels", k=20, store=novels["store"])
+    messages, dropped = fit(smollm2, "What did the creature read?", hits, 256)
+    assert 0 < dropped < 20
+    assert smollm2.count_tokens(messages) + 256 <= smollm2.info.context_length
+    assert f"({dropped} more retrieved excerpts were left out because they did not fit" in messages[1].content
+    with pytest.raises(RagError, match="not even the best excerpt fits"):
+        fit(smollm2, "What did the creature read?", hits, smollm2.info.context_length - 50)
+    answer = ask("What did the creature read?", "novels", model=smollm2, k=20, store=novels["store"],
+                 max_new_tokens=40)
+    assert answer.dropped == fit(smollm2, "What did the creature read?", hits, 40)[1] <= dropped
+    assert len(answer.context) == 20 - answer.dropped and answer.text.strip()
+    assert all(1 <= n <= len(answer.context) for n in answer.citations)
+    assert [n for n, _ in answer.sources] == answer.citations
