@@ -190,3 +190,87 @@ def test_ask_fits_the_context_and_says_what_it_dropped(novels, smollm2):
     assert len(answer.context) == 20 - answer.dropped and answer.text.strip()
     assert all(1 <= n <= len(answer.context) for n in answer.citations)
     assert [n for n, _ in answer.sources] == answer.citations
+
+
+# --- rag eval: retrieval measured as a run ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def questions(novels, tmp_path_factory):
+    path = tmp_path_factory.mktemp("rag-eval") / "questions.jsonl"
+    lines = [json.dumps({"id": f"n{i}", "question": q, "evidence": ev, "note": "kept"})
+             for i, (q, ev) in enumerate(QUESTIONS, 1)]
+    lines.append(json.dumps({"id": "who", "question": "Who is Renfield?", "relevant": ["dracula.txt"]}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_retrieval_metrics_equal_trec_eval_on_the_same_runs(novels, questions, tmp_path):
+    import pytrec_eval
+
+    from llmlab.rag.evaluate import RetrievalEval, read_questions
+    from llmlab.runs import execute
+    from llmlab.store import Store
+
+    kind = RetrievalEval(read_questions(questions), "novels", novels["store"])
+    assert all(kind.qrels[q] for q in kind.qrels)  # every question's evidence is in some chunk
+    store = Store.open(tmp_path / "runs.db")
+    try:
+        outcome = execute(kind, store)
+    finally:
+        store.close()
+    qrels = {q: dict.fromkeys(ids, 1) for q, ids in kind.qrels.items()}
+    names = {"hit@1": "success_1", "hit@5": "success_5", "hit@10": "success_10", "MRR@10": "recip_rank",
+             "nDCG@10": "ndcg_cut_10", "recall@10": "recall_10"}
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, {"success.1,5,10", "recip_rank", "ndcg_cut.10",
+                                                       "recall.10"})
+    for retriever, got in outcome.summary["retrievers"].items():
+        ranked = {r["id"]: r["ranked"] for r in outcome.results.values() if r["retriever"] == retriever}
+        ref = evaluator.evaluate({q: {c: float(10 - i) for i, c in enumerate(ids)}
+                                  for q, ids in ranked.items()})
+        for metric, trec in names.items():
+            assert got["per_question"][metric] == pytest.approx({q: ref[q][trec] for q in ref}, abs=1e-9), \
+                (retriever, metric)
+        assert got["hit@5"]["low"] <= got["hit@5"]["mean"] <= got["hit@5"]["high"]
+    hybrid, dense = outcome.summary["retrievers"]["hybrid"], outcome.summary["retrievers"]["dense"]
+    assert hybrid["hit@5"]["mean"] >= dense["hit@5"]["mean"]
+    assert {(t["a"], t["b"]) for t in outcome.summary["tests"]} == {
+        ("dense", "bm25"), ("dense", "hybrid"), ("bm25", "hybrid")}
+
+
+def test_rag_eval_is_a_run_that_resumes_and_reopens(novels, questions, tmp_path):
+    env = {"LLMLAB_DB": str(tmp_path / "runs.db"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
+    import os
+
+    env = dict(os.environ, **env)
+    args = [sys.executable, "-m", "llmlab", "rag", "eval", str(questions), "-c", "novels", "--store",
+            str(novels["store"]), "--out", str(tmp_path / "out")]
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "nDCG@10" in first.stdout and "hybrid" in first.stdout and "paired permutation" in first.stdout
+    report = (tmp_path / "out" / "report.md").read_text()
+    per_question = (tmp_path / "out" / "per_question.csv").read_text().splitlines()
+    assert per_question[0].startswith("question,retriever,hit@1") and len(per_question) == 1 + 3 * 13
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert "39 units resumed" in again.stderr and again.stdout == first.stdout
+    run_id = re.search(r"stored as rag run (\d+)", first.stderr).group(1)
+    shown = subprocess.run([sys.executable, "-m", "llmlab", "runs", "show", run_id, "--format", "markdown"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.strip() == report.strip()
+    listed = subprocess.run([sys.executable, "-m", "llmlab", "runs"], capture_output=True, text=True, env=env)
+    assert " rag " in listed.stdout
+
+
+def test_a_bad_question_file_is_one_line(tmp_path):
+    from llmlab.errors import DataError
+    from llmlab.rag.evaluate import read_questions
+
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"question": "ok?", "evidence": "x"}\n{"question": ""}\n')
+    with pytest.raises(DataError, match=r"q.jsonl, line 2: needs a non-empty \"question\""):
+        read_questions(path)
+    path.write_text('{"question": "no evidence"}\n')
+    with pytest.raises(DataError, match="line 1: give \"relevant\""):
+        read_questions(path)
+    path.write_text('{"question": "a", "evidence": "x"\n')
+    with pytest.raises(DataError, match="line 1: not a JSON object"):
+        read_questions(path)

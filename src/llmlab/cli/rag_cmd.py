@@ -5,6 +5,7 @@
     llmlab rag ingest notes/ --collection notes --embedder st/DIR --reembed   # another embedder
     llmlab rag retrieve "what is BM25?" --collection notes --retriever hybrid -k 5
     llmlab rag ask "what is BM25?" -m smollm2 --collection notes
+    llmlab rag eval questions.jsonl --collection notes --out rag-eval    # every retriever, measured
 
 Every command takes ``--store DIR`` (default: the data directory's ``rag/``). chromadb, bm25s and
 pypdf are imported only when a command runs.
@@ -121,6 +122,68 @@ def ask(
     for n, hit in shown:
         print(f"[{n}] {hit.source}" + (f", page {hit.page}" if hit.page is not None else "")
               + f", chars {hit.start}-{hit.end}")
+
+
+@rag_app.command("eval")
+def evaluate(
+    questions: Annotated[Path, typer.Argument(help="JSONL: question, and relevant and/or evidence")],
+    collection: CollectionOpt,
+    retriever: Annotated[list[str] | None, typer.Option(
+        "--retriever", "-r", help="retrievers to compare (repeatable; default: all)")] = None,
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="write report.md, results.json, "
+                                             "per_question.csv here")] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="a new run, not resuming a stored one")] = False,
+):
+    """hit@k, MRR@10, nDCG@10 and recall@10 of each retriever on your questions, with 95% intervals
+    and paired tests; stored as a run (resumes after Ctrl-C, `llmlab runs show ID` re-opens it)."""
+    import json
+
+    from rich.console import Console
+
+    from ..checks import did_you_mean
+    from ..config import prepare_out
+    from ..errors import ConfigError
+    from ..rag.evaluate import RetrievalEval, read_questions, tables
+    from ..rag.retrieve import RETRIEVERS
+    from ..runs import execute, progress_bar
+    from ..store import Store
+
+    for r in retriever or []:
+        if r not in RETRIEVERS:
+            raise ConfigError(f"unknown retriever {r!r}{did_you_mean(r, RETRIEVERS)}; "
+                              f"choose from {', '.join(RETRIEVERS)}")
+    if out is not None:
+        prepare_out(out)
+    kind = RetrievalEval(read_questions(questions), collection, store, retriever or RETRIEVERS,
+                         str(questions))
+    db = Store.open()
+    try:
+        with progress_bar(transient=True) as bar:
+            outcome = execute(kind, db, fresh=fresh, progress=bar)
+    finally:
+        db.close()
+    console = Console()
+    main, tests = tables(outcome.summary, kind.header())
+    console.print(main.to_rich())
+    console.print(tests.to_rich())
+    if outcome.summary["unanswerable"]:
+        err(f"{len(outcome.summary['unanswerable'])} question(s) have no relevant chunk in {collection} and "
+            f"are not scored: {', '.join(outcome.summary['unanswerable'])}")
+    if out is not None:
+        (out / "results.json").write_text(json.dumps({"header": kind.header(), "summary": outcome.summary},
+                                                     indent=2), encoding="utf-8")
+        (out / "report.md").write_text(main.to_markdown() + "\n\n" + tests.to_markdown() + "\n",
+                                       encoding="utf-8")
+        rows = [[q, r, *(m["per_question"][k].get(q) for k in m["per_question"])]
+                for r, m in outcome.summary["retrievers"].items() for q in m["per_question"]["hit@5"]]
+        from ..rag.evaluate import METRICS
+        from ..runs import Table
+
+        (out / "per_question.csv").write_text(Table(["question", "retriever", *METRICS], rows).to_csv(),
+                                              encoding="utf-8")
+    err(f"stored as rag run {outcome.run_id} (`llmlab runs show {outcome.run_id}` re-opens it)"
+        + (f"; {outcome.resumed} units resumed from it" if outcome.resumed else ""))
 
 
 @rag_app.command("collections")
