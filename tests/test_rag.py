@@ -272,5 +272,5 @@ def test_a_bad_question_file_is_one_line(tmp_path):
     with pytest.raises(DataError, match="line 1: give \"relevant\""):
         read_questions(path)
     path.write_text('{"question": "a", "evidence": "x"\n')
-    with pytest.raises(DataError, match="line 1: not a JSON object"):
+    with pytest.raises(DataError, match="q.jsonl line 1 is not valid JSON"):
         read_questions(path)

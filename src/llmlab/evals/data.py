@@ -78,7 +78,7 @@ def read_table(path: str | Path):
         except Exception as exc:  # pyarrow raises its own types for a damaged file
             raise DataError(f"{path} is not a readable Parquet file ({exc})") from exc
         return frame.astype(object).where(frame.notna(), None)
-    text = _decode(path)
+    text = decode_file(path)
     if not text.strip():
         raise DataError(f"{path} is empty (only whitespace)")
     try:
@@ -141,7 +141,7 @@ def load_dataset(source, task: TaskSpec | None = None, *, text_col: str | None =
     return Dataset(out, name, text_col, label_col, _digest(out), tuple(notes))
 
 
-def _decode(path: Path) -> str:
+def decode_file(path: Path) -> str:
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8-sig")
@@ -152,6 +152,11 @@ def _decode(path: Path) -> str:
 
 
 def _json_lines(text: str, path: Path) -> list[dict]:
+    return [record for _, record in numbered_json_lines(text, path)]
+
+
+def numbered_json_lines(text: str, path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of JSONL text; a DataError naming the line."""
     records = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -162,7 +167,7 @@ def _json_lines(text: str, path: Path) -> list[dict]:
             raise DataError(f"{path} line {n} is not valid JSON: {exc.msg}") from exc
         if not isinstance(record, dict):
             raise DataError(f"{path} line {n} is not a JSON object")
-        records.append(record)
+        records.append((n, record))
     return records
 
 

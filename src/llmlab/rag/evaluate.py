@@ -17,7 +17,6 @@ counted: ``unanswerable``); evidence split across two chunks is in neither.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -37,15 +36,11 @@ def read_questions(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"question file not found: {path}")
+    from ..evals.data import decode_file, numbered_json_lines
+
     out, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {n}: not a JSON object ({exc.msg})") from None
-        question = item.get("question") if isinstance(item, dict) else None
+    for n, item in numbered_json_lines(decode_file(path), path):
+        question = item.get("question")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{path}, line {n}: needs a non-empty \"question\" string")
         if not item.get("relevant") and not item.get("evidence"):
