@@ -72,28 +72,29 @@ def test_where_names_the_line_of_an_unknown_key_with_the_closest_name():
 # --- task and suite files: the same reader, the same errors -----------------------------------------
 
 
-def test_task_and_suite_give_the_same_error_for_a_missing_template_variable(tmp_path):
-    task = write(tmp_path, TASK.format(instruction="About {{ colour }}"), "task.yaml")
-    suite = write(tmp_path, SUITE.format(template="About {{ colour }}"), "suite.yaml")
+def _both_errors(tmp_path, template: str) -> tuple[str, str, str, str]:
+    """A task and a suite with the same template; (task path, suite path, task error, suite error)."""
+    task = write(tmp_path, TASK.format(instruction=template), "task.yaml")
+    suite = write(tmp_path, SUITE.format(template=template), "suite.yaml")
     with pytest.raises(TaskError) as t:
         load_task(task)
     with pytest.raises(SuiteError) as s:
         load_suite(str(suite))
+    return task, suite, str(t.value), str(s.value)
+
+
+def test_task_and_suite_give_the_same_error_for_a_missing_template_variable(tmp_path):
+    task, suite, t, s = _both_errors(tmp_path, "About {{ colour }}")
     same = "template 'About {{ colour }}' failed: 'colour' is undefined"
-    assert str(t.value) == f"{task}, line 3: instruction: {same}"
-    assert str(s.value) == f"{suite}, line 7: check 'c', item 1 (one): {same}"
+    assert t == f"{task}, line 3: instruction: {same}"
+    assert s == f"{suite}, line 7: check 'c', item 1 (one): {same}"
 
 
 def test_task_and_suite_give_the_same_error_for_a_broken_template(tmp_path):
-    task = write(tmp_path, TASK.format(instruction="About {{ colour"), "task.yaml")
-    suite = write(tmp_path, SUITE.format(template="About {{ colour"), "suite.yaml")
-    with pytest.raises(TaskError) as t:
-        load_task(task)
-    with pytest.raises(SuiteError) as s:
-        load_suite(str(suite))
+    task, suite, t, s = _both_errors(tmp_path, "About {{ colour")
     tail = "template 'About {{ colour' failed: unexpected end of template"
-    assert str(t.value).startswith(f"{task}, line 3: ") and tail in str(t.value)
-    assert str(s.value).startswith(f"{suite}, line 5: ") and tail in str(s.value)
+    assert t.startswith(f"{task}, line 3: ") and tail in t
+    assert s.startswith(f"{suite}, line 5: ") and tail in s
 
 
 def test_an_unknown_key_gets_did_you_mean_and_its_line_in_tasks_and_suites(tmp_path):

