@@ -3,6 +3,7 @@
     llmlab serve                                   # smollm2 on http://127.0.0.1:8000
     llmlab serve -m smollm2 -m llama3.2:1b=smollm2 -e minilm --port 11434
     llmlab serve --api-key secret                  # requests need Authorization: Bearer secret
+    llmlab serve -m smollm2 -m rag/novels@smollm2 --store ./rag   # answers from a collection, with sources
 
 The server listens on 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are imported
 only when the command runs.
@@ -39,10 +40,17 @@ def serve(
     port: Annotated[int, typer.Option(help="port (Ollama's is 11434)")] = 8000,
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="model to serve: alias, backend/name or path; NAME=MODEL serves it under "
-        "another name too (repeatable; default smollm2)")] = None,
+        "another name too; rag/COLLECTION@MODEL answers from a collection with MODEL, sources in the "
+        "response (repeatable; default smollm2)")] = None,
     embedding: Annotated[list[str] | None, typer.Option(
         "--embedding", "-e", help="embedding model for /v1/embeddings and /api/embed (minilm = the "
         "bundled all-MiniLM-L6-v2; repeatable)")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="where rag/ models' collections live, as for llmlab rag --store (default: "
+        "data dir/rag)")] = None,
+    rag_k: Annotated[int, typer.Option("--rag-k", help="excerpts a rag/ model retrieves per question")] = 5,
+    rag_retriever: Annotated[str, typer.Option(
+        "--rag-retriever", help="how a rag/ model retrieves: dense, bm25 or hybrid")] = "hybrid",
     api_key: Annotated[str | None, typer.Option(
         "--api-key", help="require Authorization: Bearer KEY (default: $LLMLAB_API_KEY, else none)")] = None,
     parallel: Annotated[int, typer.Option(help="requests decoded together per GGUF model")] = 4,
@@ -90,7 +98,8 @@ def serve(
         err(f"warning: listening on {host}, reachable from other machines"
             + ("" if api_key else "; consider --api-key"))
     models = load_served(model or [], embedding or [], parallel=parallel, n_ctx=n_ctx,
-                         queue_size=queue_size, threads=threads, log=log)
+                         queue_size=queue_size, threads=threads, log=log,
+                         rag_store=store, rag_k=rag_k, rag_retriever=rag_retriever)
     try:
         shown = f"[{host}]" if ":" in host else host
         err(f"serving {', '.join(models.by_name)} at http://{shown}:{port} "

@@ -153,7 +153,7 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
 
     @app.get("/props")
     async def props(model: str | None = None):
-        info = models.get(model).model.info
+        info = models.get(model, rag=True).model.info  # a rag model's: its answering model's
         return {"chat_template": info.chat_template or "", "bos_token": info.bos_token,
                 "eos_token": info.eos_token,
                 # the file name, not where it lives on the server's disk
@@ -163,7 +163,7 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
     @app.post("/tokenize")
     async def tokenize(req: TokenizeRequest):
         check_text(req.content, "content")
-        served = models.get(req.model)
+        served = models.get(req.model, rag=True)
         model = served.model
         if req.add_special:  # BOS where the model adds one, control-token text read as tokens
             return {"tokens": await call(served, lambda: model.encode(req.content))}

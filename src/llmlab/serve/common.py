@@ -22,6 +22,7 @@ from ..errors import (
     ModelNotFoundError,
     NotSupportedError,
     PromptError,
+    RagError,
 )
 from ..models.events import TokenLogprob
 from .models import QueueFull, Served, ServedModels, ShuttingDown, Work, run_generation
@@ -54,7 +55,7 @@ def api_error(exc: Exception) -> ApiError:
         return ApiError(404, str(exc), param="model", code="model_not_found")
     if isinstance(exc, (ContextOverflowError,)):
         return ApiError(400, str(exc), param="messages", code="context_length_exceeded")
-    if isinstance(exc, (ConfigError, PromptError, NotSupportedError)):
+    if isinstance(exc, (ConfigError, PromptError, NotSupportedError, RagError)):
         return ApiError(400, str(exc))
     if isinstance(exc, UnicodeError):  # JSON may spell a lone surrogate ("\ud800"); no text holds one
         return ApiError(400, "the request holds text that is not valid Unicode (a lone surrogate)",
@@ -160,11 +161,12 @@ async def start(served: Served, fn):
 
 
 async def generation(models: ServedModels, name: str | None, prompt, config: GenerationConfig,
-                     top_logprobs: int | None = None, request=None):
+                     top_logprobs: int | None = None, request=None, grounded: bool = False):
     """Queue one generation; returns (served, async iterator of (kind, value)). A client of
     ``request`` that leaves while the request waits or its prompt is evaluated (before the first
-    token, when no response has started) cancels it too."""
-    served = models.get(name)
+    token, when no response has started) cancels it too. A rag model's name is taken only with
+    ``grounded`` (the prompt is ``rag.ground()``'s)."""
+    served = models.get(name, rag=grounded)
     if isinstance(prompt, list) and not served.model.info.chat_template:
         raise ApiError(400, f"model {served.name} has no chat template; use the completions endpoint")
     if top_logprobs is not None:

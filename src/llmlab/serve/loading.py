@@ -4,9 +4,11 @@
     -m llama3.2:1b=smollm2     serve it (the same loaded copy) under a second name as well
     -e minilm                  an embedding model (the bundled all-MiniLM-L6-v2; any load_embedder name:
                                st/<dir>, a directory, openai/NAME@URL, ollama/NAME@URL)
+    -m rag/novels@smollm2      answer from the collection "novels" with smollm2 (``rag.py``); the
+                               same loaded smollm2 as a plain ``-m smollm2``
 
-Every name and load option is checked before the first model loads, so a clash or a typo costs
-nothing.
+Every name, load option and collection is checked before the first model loads, so a clash or a
+typo costs nothing; then each rag collection's embedder is loaded, then the models.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ def serving_threads() -> int:
 
 
 def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int | None = None,
-                queue_size: int = 64, threads: int | None = None, log: bool = True) -> ServedModels:
+                queue_size: int = 64, threads: int | None = None, log: bool = True,
+                rag_store: str | None = None, rag_k: int = 5, rag_retriever: str = "hybrid") -> ServedModels:
     """Load every model named on the command line (each distinct model once).
 
     A GGUF model's ``n_ctx`` is each request's window in the engine (default 4096) and its threads
-    default to :func:`serving_threads`; other backends get only what the user set.
+    default to :func:`serving_threads`; other backends get only what the user set. ``rag_*`` apply
+    to every ``rag/COLLECTION@MODEL`` spec (``rag_store`` as ``llmlab rag --store`` takes it).
     """
     from ..models.registry import (
         EMBEDDING_ALIASES,
@@ -56,9 +60,13 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
         resolve,
         resolve_embedder,
     )
+    from .rag import RagModel, is_rag
 
     given = load_options(n_ctx=n_ctx, threads=threads)
     targets = [parse_spec(spec) for spec in specs or ["smollm2"]]
+    rags = [(alias, RagModel.parse(target, store=rag_store, k=rag_k, retriever=rag_retriever))
+            for alias, target in targets if is_rag(target)]
+    targets = [(alias, target) for alias, target in targets if not is_rag(target)]
     embedders = [parse_spec(spec) for spec in embedding_specs]
     names: dict[str, str] = {}
 
@@ -70,6 +78,11 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
         check_options(target, given)
         for name in ([alias] if alias else []) + [target]:
             claim(name, target)
+    for alias, rag in rags:
+        check_options(rag.target, given)
+        rag.check()
+        for name in ([alias] if alias else []) + [rag.name]:
+            claim(name, "rag " + rag.name)
     keys = {}  # an embedding spec -> what it loads: minilm, a directory, backend/name on a server
     for alias, target in embedders:
         check_embedder_options(target, {})
@@ -78,9 +91,12 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
         keys[target] = display if bundled else str(path) if path is not None else target
         for name in ([alias] if alias else []) + _embedding_names(target):
             claim(name, "embedding " + keys[target])
+    for _, rag in rags:  # the embedder is quicker to load than a model, and may fail the same way
+        rag.warm()
     served = ServedModels()
     loaded: dict[str, Served] = {}
-    for alias, target in targets:
+
+    def load(target: str) -> Served:
         if target not in loaded:
             backend, display, path = resolve(target)
             options = dict(given)
@@ -97,9 +113,12 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
             else:
                 workers = 1
             loaded[target] = Served(name, model, "generate", workers, queue_size)
-            served.add(loaded[target])
-        if alias:
-            served.add(loaded[target], alias)
+        return loaded[target]
+
+    for alias, target in targets:
+        served.add(load(target), *([alias] if alias else []))
+    for alias, rag in rags:  # through the same loaded copy as a plain -m of its model
+        served.add_rag(rag, load(rag.target), *([alias] if alias else []))
     embedded: dict[str, Served] = {}
     for alias, target in embedders:
         key = keys[target]

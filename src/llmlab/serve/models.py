@@ -11,6 +11,9 @@ log are the same as for any other llmlab call; results reach the event loop thro
 queue. A request whose client went away is cancelled: the worker closes the response iterator,
 which frees the model (or the engine slot) at once and logs the partial answer as interrupted.
 
+A rag model (``-m rag/COLLECTION@MODEL``, ``rag.py``) is one more name for MODEL's ``Served``, so it
+is listed and queued as MODEL; ``get()`` hands it out only to callers that ground the prompt first.
+
 What ``llmlab serve -m/-e`` loads into these is in ``loading.py``.
 """
 
@@ -21,7 +24,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from ..errors import ConfigError, ModelNotFoundError
+from ..errors import ConfigError, ModelNotFoundError, NotSupportedError
 from ..models.base import Model
 
 
@@ -156,6 +159,7 @@ class ServedModels:
 
     def __init__(self):
         self.by_name: dict[str, Served] = {}
+        self.rag: dict = {}  # a rag model's name -> its RagModel (rag.py); by_name holds its Served
 
     def add(self, served: Served, *aliases: str) -> None:
         for name in (served.name, *aliases):
@@ -165,15 +169,32 @@ class ServedModels:
             if name not in served.names:
                 served.names.append(name)
 
-    def get(self, name: str | None, kind: str = "generate") -> Served:
+    def add_rag(self, rag, served: Served, *aliases: str) -> None:
+        """Serve ``rag`` (a ``rag.RagModel``) as its name and ``aliases``, through ``served``, the
+        model that answers for it (its own name is served only if a plain ``-m`` asked for it)."""
+        for name in (rag.name, *aliases):
+            if name in self.by_name:
+                raise ConfigError(f"two models are served under the name {name!r}")
+            self.by_name[name] = served
+            self.rag[name] = rag
+            served.names.append(name)
+        if self.by_name.get(served.name) is not served and served.name in served.names:
+            served.names.remove(served.name)
+
+    def get(self, name: str | None, kind: str = "generate", rag: bool = False) -> Served:
+        """The model served as ``name``. A rag model's only with ``rag=True``: a caller that would send
+        it a prompt without retrieving for it gets a 400 instead of an ungrounded answer."""
         candidates = [s for s in self.unique() if s.kind == kind]
-        if not name and len(candidates) == 1:
+        if not name and len(candidates) == 1 and (rag or set(candidates[0].names) - set(self.rag)):
             return candidates[0]
         served = self.by_name.get(name or "")
         if served is None or served.kind != kind:
             have = ", ".join(n for n, s in self.by_name.items() if s.kind == kind) or "none"
             what = "embedding model" if kind == "embed" else "model"
             raise ModelNotFoundError(f"model {name!r} is not served here (served {what}s: {have})")
+        if name in self.rag and not rag:
+            raise NotSupportedError(f"model {name} answers questions from a collection: send chat requests "
+                                    "(/v1/chat/completions, /api/chat, or /api/generate without raw)")
         return served
 
     def unique(self) -> list[Served]:

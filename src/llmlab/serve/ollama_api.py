@@ -5,7 +5,8 @@ Ollama streams unless ``"stream": false``. Unset options take Ollama's documente
 (temperature 0.8, top_k 40, top_p 0.9, repeat_penalty 1.1, ``num_predict`` -1 = until the window
 is full), so a client written for Ollama behaves the same here; temperature 0 is greedy. A plain
 ``/api/generate`` wraps the prompt (and ``system``) in the model's chat template; ``raw`` sends it
-as it is. An empty prompt only "loads" the model, as in Ollama.
+as it is. An empty prompt only "loads" the model, as in Ollama. A rag model (``rag.py``) answers
+``/api/chat`` and a plain ``/api/generate`` prompt from its collection, the sources on the ``done`` line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .common import (
     make_config,
 )
 from .embeddings import embed, texts_of
+from .rag import ground
 
 router = APIRouter(prefix="/api")
 
@@ -126,12 +128,22 @@ def _refuse_unsupported(req: _Request, messages=()) -> None:
 
 
 async def _run(req: _Request, request: Request, prompt, key: str):
-    """Generate and answer as Ollama does: NDJSON lines, or one object with ``"stream": false``."""
+    """Generate and answer as Ollama does: NDJSON lines, or one object with ``"stream": false``.
+    A rag model's prompt is grounded first, and its sources go on the ``done`` line."""
     models = request.app.state.models
-    served = models.get(req.model)
+    served = models.get(req.model, rag=True)
+    grounding = None
+    if req.model in models.rag:
+        n = (req.options or Options()).num_predict
+        limit = n if n and n > 0 else None
+        prompt, grounding = await ground(models.rag[req.model], served.model, prompt, limit)
     config = _config(served.model, prompt, req.options)
     top = (req.top_logprobs or 0) if req.logprobs else None
-    served, events = await generation(models, req.model, prompt, config, top, request)
+    served, events = await generation(models, req.model, prompt, config, top, request,
+                                      grounded=grounding is not None)
+
+    def sources(text: str) -> dict:
+        return grounding.fields(text) if grounding is not None else {}
 
     def piece(text: str) -> dict:
         return {"role": "assistant", "content": text} if key == "message" else text
@@ -150,13 +162,14 @@ async def _run(req: _Request, request: Request, prompt, key: str):
                         yield (json.dumps(line(*value), ensure_ascii=False) + "\n").encode()
                     elif kind == "done":
                         response, rest = value
-                        yield (json.dumps({**line("", rest), **_stats(response)}) + "\n").encode()
+                        yield (json.dumps({**line("", rest), **_stats(response), **sources(response.text)},
+                                          ensure_ascii=False) + "\n").encode()
             except Exception as exc:  # headers are out: report the error as Ollama does, in-stream
                 yield (json.dumps({"error": api_error(exc).message}) + "\n").encode()
 
         return StreamingResponse(body(), media_type="application/x-ndjson")
     text, items, response = await collect(events, request)
-    return {**line(text, items), **_stats(response)}
+    return {**line(text, items), **_stats(response), **sources(text)}
 
 
 def _loaded(req: _Request, key: str) -> dict:
@@ -166,7 +179,7 @@ def _loaded(req: _Request, key: str) -> dict:
 
 @router.post("/chat")
 async def chat(req: ChatRequest, request: Request):
-    request.app.state.models.get(req.model)  # an unknown model is a 404 even when only loading
+    request.app.state.models.get(req.model, rag=True)  # an unknown model is a 404 even when only loading
     _refuse_unsupported(req, req.messages)
     if not req.messages:
         return _loaded(req, "message")
@@ -176,7 +189,7 @@ async def chat(req: ChatRequest, request: Request):
 
 @router.post("/generate")
 async def generate(req: GenerateRequest, request: Request):
-    served = request.app.state.models.get(req.model)
+    served = request.app.state.models.get(req.model, rag=not req.raw)  # a raw prompt is no question
     if req.suffix:
         raise ApiError(400, "suffix (fill-in-the-middle) is not supported")
     _refuse_unsupported(req)
@@ -185,7 +198,9 @@ async def generate(req: GenerateRequest, request: Request):
         check_text(req.system, "the system message")
     if not req.prompt:
         return _loaded(req, "response")
-    if req.raw or not served.model.info.chat_template:
+    if req.model in request.app.state.models.rag:
+        prompt = [Message("user", req.prompt)]  # the question; rag sets its own system message
+    elif req.raw or not served.model.info.chat_template:
         prompt = req.prompt if not req.system else f"{req.system}\n\n{req.prompt}"
     else:
         prompt = ([Message("system", req.system)] if req.system else []) + [Message("user", req.prompt)]

@@ -5,7 +5,8 @@ Unset settings take OpenAI's defaults (temperature 1, top_p 1, no token limit bu
 ``max_tokens`` 16 for completions); ``top_k`` and ``repeat_penalty`` are accepted as llama.cpp's
 server accepts them. Only ``n = 1`` is supported. ``/v1/completions`` with ``echo`` and ``logprobs``
 returns the log-probability of every prompt token (``max_tokens: 0`` returns only those), which is
-how lm-evaluation-harness, and llmlab's own ``openai/`` backend, score continuations.
+how lm-evaluation-harness, and llmlab's own ``openai/`` backend, score continuations. A rag model
+(``rag.py``) answers chat requests with its sources beside the answer; ``/v1/completions`` refuses it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .common import (
     want_logprobs,
 )
 from .embeddings import embed, texts_of
+from .rag import ground
 
 router = APIRouter(prefix="/v1")
 
@@ -129,6 +131,8 @@ async def list_models(request: Request):
             entry["max_model_len"] = info.context_length
             entry["meta"] = {"n_ctx": info.context_length, "n_ctx_train": info.trained_context_length,
                              "n_params": info.parameters, "backend": served.model.backend}
+        if name in request.app.state.models.rag:
+            entry["rag"] = request.app.state.models.rag[name].describe()
         data.append(entry)
     return {"object": "list", "data": data}
 
@@ -144,7 +148,7 @@ async def get_model(name: str, request: Request):
 @router.post("/chat/completions")
 async def chat_completions(req: ChatRequest, request: Request):
     models = request.app.state.models
-    served = models.get(req.model)
+    served = models.get(req.model, rag=True)
     if req.logprobs:
         want_logprobs(served.model)
     extra = req.model_extra or {}
@@ -156,6 +160,9 @@ async def chat_completions(req: ChatRequest, request: Request):
                        param="response_format")
     messages = [as_message(m.role, m.content) for m in req.messages]
     limit = req.max_completion_tokens or req.max_tokens
+    grounding = None
+    if req.model in models.rag:  # retrieve for the last question; the sources go with the answer
+        messages, grounding = await ground(models.rag[req.model], served.model, messages, limit)
     config = make_config(max_new_tokens=budget(served.model, messages, limit), **_settings(req))
     rid, created = new_id("chatcmpl"), now()
 
@@ -166,15 +173,19 @@ async def chat_completions(req: ChatRequest, request: Request):
     def lp(items):
         return {"content": [logprob_entry(x) for x in items]} if req.logprobs else None
 
-    served, events = await generation(models, req.model, messages, config, _top(req), request)
+    served, events = await generation(models, req.model, messages, config, _top(req), request,
+                                      grounded=grounding is not None)
     if req.stream:
         include_usage = bool((req.stream_options or {}).get("include_usage"))
 
         def final(response, rest, with_usage):
-            yield chunk({}, finish_reason(response.finish_reason), lp(rest))
+            last = [chunk({}, finish_reason(response.finish_reason), lp(rest))]
             if with_usage:
-                yield {"id": rid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                       "choices": [], "usage": _usage(response)}
+                last.append({"id": rid, "object": "chat.completion.chunk", "created": created,
+                             "model": req.model, "choices": [], "usage": _usage(response)})
+            if grounding is not None:  # the sources ride on the last chunk before [DONE]
+                last[-1].update(grounding.fields(response.text))
+            yield from last
 
         return _stream(events, lambda text, items: chunk({"content": text}, None, lp(items)), final,
                        include_usage, head=chunk({"role": "assistant", "content": ""}))
@@ -182,7 +193,7 @@ async def chat_completions(req: ChatRequest, request: Request):
     return {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": lp(items), "finish_reason": finish_reason(response.finish_reason)}],
-            "usage": _usage(response)}
+            "usage": _usage(response), **(grounding.fields(text) if grounding is not None else {})}
 
 
 def _top(req) -> int | None:
