@@ -80,3 +80,34 @@ def lesson_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared lesson data not found at {path}")
     return path
+
+
+DRACULA_CHARS = 200_000
+
+
+def _cut(text: str, n: int) -> str:
+    end = text.rfind(". ", 0, n)
+    return text[:end + 1]
+
+
+@pytest.fixture(scope="session")
+def novels(tmp_path_factory):
+    """Frankenstein and the first 200,000 characters of Dracula in one collection, "novels", ingested
+    once per session with the bundled MiniLM into a temporary store (about 40 s on two cores)."""
+    import time
+
+    from llmlab.rag.ingest import ingest
+
+    corpus = SHARED_DATA / "corpus"
+    if not (corpus / "dracula.txt").is_file() or not (corpus / "frankenstein.txt").is_file():
+        pytest.skip(f"shared novels not found in {corpus} (dracula.txt, frankenstein.txt)")
+    root = tmp_path_factory.mktemp("rag")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "frankenstein.txt").write_text((corpus / "frankenstein.txt").read_text())
+    (docs / "dracula.txt").write_text(_cut((corpus / "dracula.txt").read_text(), DRACULA_CHARS))
+    start = time.perf_counter()
+    report = ingest([docs], "novels", store=root / "store")
+    seconds = time.perf_counter() - start
+    print(f"\ningested {report.files} novels: {report.chunks_total} chunks in {seconds:.1f} s")
+    return {"store": root / "store", "docs": docs, "report": report, "seconds": seconds}

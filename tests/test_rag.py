@@ -1,6 +1,6 @@
 """RAG on real novels: Frankenstein and the first 200,000 characters of Dracula, ingested once with
-the bundled MiniLM into a temporary store, then retrieved from with questions written for them and
-answered by SmolLM2 through the CLI.
+the bundled MiniLM into a temporary store (conftest's session fixture ``novels``), then retrieved
+from with questions written for them and answered by SmolLM2 through the CLI.
 
 Dracula is cut to its first chapters (Harker at the castle, Lucy's letters, Renfield, the Demeter)
 so the one ingest stays near a minute on two cores; every question below has its evidence there.
@@ -12,16 +12,12 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import SHARED_DATA
 from llmlab.rag.collection import Collection
 from llmlab.rag.ingest import ingest
 from llmlab.rag.retrieve import retrieve
-
-DRACULA_CHARS = 200_000
 
 # (question, evidence strings: a hit is a top-5 chunk containing any of them)
 QUESTIONS = [
@@ -39,28 +35,6 @@ QUESTIONS = [
     ("On which remote Scottish islands did Victor begin making a second creature?", ["Orkney"]),
     ("What is the name of the explorer who writes letters to his sister Mrs. Saville?", ["Walton"]),
 ]
-
-
-def _cut(text: str, n: int) -> str:
-    end = text.rfind(". ", 0, n)
-    return text[:end + 1]
-
-
-@pytest.fixture(scope="module")
-def novels(tmp_path_factory):
-    corpus = SHARED_DATA / "corpus"
-    if not (corpus / "dracula.txt").is_file() or not (corpus / "frankenstein.txt").is_file():
-        pytest.skip(f"shared novels not found in {corpus} (dracula.txt, frankenstein.txt)")
-    root = tmp_path_factory.mktemp("rag")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "frankenstein.txt").write_text((corpus / "frankenstein.txt").read_text())
-    (docs / "dracula.txt").write_text(_cut((corpus / "dracula.txt").read_text(), DRACULA_CHARS))
-    start = time.perf_counter()
-    report = ingest([docs], "novels", store=root / "store")
-    seconds = time.perf_counter() - start
-    print(f"\ningested {report.files} novels: {report.chunks_total} chunks in {seconds:.1f} s")
-    return {"store": root / "store", "docs": docs, "report": report, "seconds": seconds}
 
 
 def test_both_novels_are_ingested_in_token_counted_chunks(novels):

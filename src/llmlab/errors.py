@@ -19,7 +19,9 @@ kept for anyone who wants it.
     ├── RagError               retrieval: a document that cannot be read, an empty folder
     │   ├── CollectionNotFoundError  no collection of that name (did-you-mean over existing ones)
     │   ├── CollectionBusyError      another process is writing the collection now
-    │   └── EmbedderMismatchError    the collection was embedded with another model (names the fix)
+    │   ├── EmbedderMismatchError    the collection was embedded with another model (names the fix)
+    │   └── StoreUnreachableError    a Chroma or Qdrant server that does not answer (names the URL and
+    │                                how to start one)
     └── BackendError           a backend failed while generating
         ├── ServerUnreachableError   no answer from a remote server (refused, timed out)
         ├── AuthenticationError      the server refused the API key (HTTP 401/403)
@@ -126,3 +128,7 @@ class CollectionBusyError(RagError):
 
 class EmbedderMismatchError(RagError):
     pass
+
+
+class StoreUnreachableError(RagError):
+    """A vector store server (``--store chroma+http://...``, ``qdrant+http://...``) that does not answer."""

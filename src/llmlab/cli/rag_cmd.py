@@ -1,14 +1,18 @@
-"""``llmlab rag``: ingest files into a collection, retrieve chunks, answer questions with citations.
+"""``llmlab rag``: ingest files into a collection, retrieve chunks, answer questions with citations, measure.
 
     llmlab rag ingest notes/ paper.pdf --collection notes        # new and changed files only
     llmlab rag ingest notes/ --collection notes --prune          # also drop files that are gone
     llmlab rag ingest notes/ --collection notes --embedder st/DIR --reembed   # another embedder
     llmlab rag retrieve "what is BM25?" --collection notes --retriever hybrid -k 5
+    llmlab rag retrieve "what is BM25?" -c notes -r hybrid+rerank --rerank smollm2   # or ce/DIR
+    llmlab rag neighbours "a sentence" -c notes                  # nearest chunks by cosine
     llmlab rag ask "what is BM25?" -m smollm2 --collection notes
     llmlab rag eval questions.jsonl --collection notes --out rag-eval    # every retriever, measured
+    llmlab rag eval questions.jsonl -c notes -m smollm2 --judge smollm2  # and the answers
 
-Every command takes ``--store DIR`` (default: the data directory's ``rag/``). chromadb, bm25s and
-pypdf are imported only when a command runs.
+Every command takes ``--store`` (a directory, default the data directory's ``rag/``;
+``chroma+http://HOST:PORT``; ``qdrant:DIR``; ``qdrant+http://HOST:PORT``). chromadb, bm25s, pypdf
+and the models are imported only when a command runs.
 """
 
 from __future__ import annotations
@@ -26,9 +30,27 @@ rag_app = typer.Typer(help="Retrieval-augmented generation: ingest, retrieve, as
 app.add_typer(rag_app, name="rag")
 
 CollectionOpt = Annotated[str, typer.Option("--collection", "-c", help="collection name")]
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="store directory (default: data dir/rag)")]
-RetrieverOpt = Annotated[str, typer.Option("--retriever", "-r", help="dense | bm25 | hybrid")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="where collections live: a directory (default: data dir/rag), chroma+http://HOST:PORT "
+    "(a Chroma server), qdrant:DIR or qdrant+http://HOST:PORT")]
+RetrieverOpt = Annotated[str, typer.Option("--retriever", "-r", help="dense | bm25 | hybrid | hybrid+rerank")]
 TopK = Annotated[int, typer.Option("-k", "--top-k", help="chunks to retrieve")]
+RerankOpt = Annotated[str | None, typer.Option(
+    "--rerank", help="reranker for hybrid+rerank: an llmlab model that can score (yes/no judge), or "
+    "ce/DIR (a sentence-transformers cross-encoder)")]
+
+
+def _reranker(spec: str | None, n_ctx=None, threads=None, loaded=None):
+    """The reranker named by --rerank (None when not given); an llmlab model loads with the command's
+    --n-ctx/--threads, or is the copy already loaded under that name."""
+    if spec is None:
+        return None
+    from ..rag.rerank import LogprobReranker, load_reranker
+
+    if spec.startswith("ce/"):
+        return load_reranker(spec)
+    model = loaded[spec] if loaded and spec in loaded else _load(spec, n_ctx, threads=threads)
+    return LogprobReranker(model)
 
 
 @rag_app.command()
@@ -75,11 +97,19 @@ def retrieve(
     store: StoreOpt = None,
     embedder: Annotated[str | None, typer.Option(
         "--embedder", "-e", help="must be the collection's (default: the one it records)")] = None,
+    rerank: RerankOpt = None,
+    n_ctx: NCtx = None,
+    threads: Threads = None,
 ):
     """The best chunks for QUERY, ranked, with source, page, character offsets and score."""
+    from ..rag.collection import Collection
+    from ..rag.retrieve import check_retriever
     from ..rag.retrieve import retrieve as run_retrieve
 
-    hits = run_retrieve(query, collection, retriever=retriever, k=k, store=store, embedder=embedder)
+    check_retriever(retriever, rerank)
+    Collection.open(collection, store)
+    hits = run_retrieve(query, collection, retriever=retriever, k=k, store=store, embedder=embedder,
+                        rerank=_reranker(rerank, n_ctx, threads) if retriever.endswith("rerank") else None)
     if not hits:
         err(f"nothing in collection {collection} matches")
     _print_hits(hits)
@@ -96,20 +126,26 @@ def ask(
     max_new_tokens: MaxNew = None,
     n_ctx: NCtx = None,
     threads: Threads = None,
+    rerank: RerankOpt = None,
 ):
     """Answer QUESTION from the collection's chunks, streamed, citing numbered sources."""
     import sys
 
     from ..rag.answer import ask as run_ask
+    from ..rag.collection import Collection
+    from ..rag.retrieve import check_retriever
 
+    check_retriever(retriever, rerank)
+    Collection.open(collection, store)
     m = _load(model, n_ctx, threads=threads)
+    reranker = _reranker(rerank, n_ctx, threads, {model: m}) if retriever.endswith("rerank") else None
 
     def write(piece: str) -> None:
         sys.stdout.write(piece)
         sys.stdout.flush()
 
     answer = run_ask(question, collection, model=m, k=k, retriever=retriever, store=store,
-                     max_new_tokens=max_new_tokens or 256, temperature=0.0, on_text=write)
+                     max_new_tokens=max_new_tokens or 256, temperature=0.0, on_text=write, rerank=reranker)
     print(flush=True)
     if answer.dropped:
         err(f"{answer.dropped} of {answer.dropped + len(answer.context)} retrieved chunks left out: they did "
@@ -126,37 +162,65 @@ def ask(
 
 @rag_app.command("eval")
 def evaluate(
-    questions: Annotated[Path, typer.Argument(help="JSONL: question, and relevant and/or evidence")],
+    questions: Annotated[Path, typer.Argument(help="JSONL: question, and relevant, evidence and/or answer")],
     collection: CollectionOpt,
     retriever: Annotated[list[str] | None, typer.Option(
-        "--retriever", "-r", help="retrievers to compare (repeatable; default: all)")] = None,
+        "--retriever", "-r", help="retrievers to compare (repeatable; default: dense, bm25, hybrid, "
+        "and hybrid+rerank with --rerank)")] = None,
     store: StoreOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write report.md, results.json, "
-                                             "per_question.csv here")] = None,
+                                             "per_question.csv (and answers.csv) here")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="a new run, not resuming a stored one")] = False,
+    rerank: RerankOpt = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="also answer every question with this model and score the answers")] = None,
+    judge: Annotated[str | None, typer.Option(
+        "--judge", help="a model that checks each answer's statements against its cited sources")] = None,
+    answer_retriever: Annotated[str, typer.Option(
+        "--answer-retriever", help="the retriever whose chunks the answers use")] = "hybrid",
+    k: Annotated[int, typer.Option("-k", "--top-k", help="chunks given to the answering model")] = 5,
+    max_new_tokens: MaxNew = None,
+    n_ctx: NCtx = None,
+    threads: Threads = None,
 ):
     """hit@k, MRR@10, nDCG@10 and recall@10 of each retriever on your questions, with 95% intervals
-    and paired tests; stored as a run (resumes after Ctrl-C, `llmlab runs show ID` re-opens it)."""
+    and paired tests; with -m, the answers' exact match, F1, containment, similarity to the reference
+    and (with --judge) faithfulness to their sources. Stored as a run (resumes after Ctrl-C, `llmlab
+    runs show ID` re-opens it)."""
     import json
 
     from rich.console import Console
 
-    from ..checks import did_you_mean
+    from ..checks import whole_number
     from ..config import prepare_out
     from ..errors import ConfigError
-    from ..rag.evaluate import RetrievalEval, read_questions, tables
-    from ..rag.retrieve import RETRIEVERS
+    from ..rag.collection import Collection
+    from ..rag.evaluate import Answering, RetrievalEval, read_questions, tables
+    from ..rag.retrieve import RERANKED, RETRIEVERS, check_retriever
     from ..runs import execute, progress_bar
     from ..store import Store
 
-    for r in retriever or []:
-        if r not in RETRIEVERS:
-            raise ConfigError(f"unknown retriever {r!r}{did_you_mean(r, RETRIEVERS)}; "
-                              f"choose from {', '.join(RETRIEVERS)}")
+    retrievers = retriever or [*RETRIEVERS, *([RERANKED] if rerank else [])]
+    for r in [*retrievers, answer_retriever]:
+        check_retriever(r, rerank)
+    if judge and not model:
+        raise ConfigError("--judge checks answers: give the answering model with -m MODEL too")
+    whole_number("-k", k)
+    items = read_questions(questions)
+    Collection.open(collection, store)
     if out is not None:
         prepare_out(out)
-    kind = RetrievalEval(read_questions(questions), collection, store, retriever or RETRIEVERS,
-                         str(questions))
+    loaded = {}
+    if model:
+        loaded[model] = _load(model, n_ctx, threads=threads)
+    if judge:
+        loaded.setdefault(judge, _load(judge, n_ctx, threads=threads))
+    needs_rerank = RERANKED in retrievers or (model and answer_retriever == RERANKED)
+    answering = Answering(loaded[model], answer_retriever, k, max_new_tokens or 128,
+                          loaded.get(judge)) if model else None
+    kind = RetrievalEval(items, collection, store, retrievers, str(questions),
+                         rerank=_reranker(rerank, n_ctx, threads, loaded) if needs_rerank else None,
+                         answering=answering)
     db = Store.open()
     try:
         with progress_bar(transient=True) as bar:
@@ -164,17 +228,16 @@ def evaluate(
     finally:
         db.close()
     console = Console()
-    main, tests = tables(outcome.summary, kind.header())
-    console.print(main.to_rich())
-    console.print(tests.to_rich())
+    report = tables(outcome.summary, kind.header())
+    for table in report:
+        console.print(table.to_rich())
     if outcome.summary["unanswerable"]:
         err(f"{len(outcome.summary['unanswerable'])} question(s) have no relevant chunk in {collection} and "
             f"are not scored: {', '.join(outcome.summary['unanswerable'])}")
     if out is not None:
         (out / "results.json").write_text(json.dumps({"header": kind.header(), "summary": outcome.summary},
                                                      indent=2), encoding="utf-8")
-        (out / "report.md").write_text(main.to_markdown() + "\n\n" + tests.to_markdown() + "\n",
-                                       encoding="utf-8")
+        (out / "report.md").write_text("\n\n".join(t.to_markdown() for t in report) + "\n", encoding="utf-8")
         rows = [[q, r, *(m["per_question"][k].get(q) for k in m["per_question"])]
                 for r, m in outcome.summary["retrievers"].items() for q in m["per_question"]["hit@5"]]
         from ..rag.evaluate import METRICS
@@ -182,18 +245,46 @@ def evaluate(
 
         (out / "per_question.csv").write_text(Table(["question", "retriever", *METRICS], rows).to_csv(),
                                               encoding="utf-8")
+        if answering:
+            from ..rag.evaluate import ANSWER_METRICS
+
+            rows = [[r["id"], r["answer"], " ".join(f"[{n}]" for n in r["citations"]),
+                     *(r["scores"].get(m) for m in ANSWER_METRICS)]
+                    for r in outcome.results.values() if r["retriever"] == "answer"]
+            (out / "answers.csv").write_text(Table(["question", "answer", "citations", *ANSWER_METRICS],
+                                                   rows).to_csv(), encoding="utf-8")
     err(f"stored as rag run {outcome.run_id} (`llmlab runs show {outcome.run_id}` re-opens it)"
         + (f"; {outcome.resumed} units resumed from it" if outcome.resumed else ""))
+
+
+@rag_app.command()
+def neighbours(
+    text: Annotated[str, typer.Argument(help="a sentence")],
+    collection: CollectionOpt,
+    k: TopK = 5,
+    store: StoreOpt = None,
+):
+    """The chunks of a collection nearest to TEXT by the cosine similarity of their embeddings."""
+    from ..rag.retrieve import neighbours as nearest
+
+    hits = nearest(text, collection, k=k, store=store)
+    if not hits:
+        err(f"collection {collection} is empty")
+    for hit in hits:
+        print(f"{hit.rank}. cosine {hit.score:.3f}  {hit.where()}")
+        body = " ".join(hit.text.split())
+        print(f"   {body[:300]}{'...' if len(body) > 300 else ''}")
 
 
 @rag_app.command("collections")
 def collections(store: StoreOpt = None):
     """The collections in the store: name, embedder, documents."""
     from ..rag.collection import Collection, collection_names
+    from ..rag.stores import parse_store
 
     names = collection_names(store)
     if not names:
-        err(f"no collections in {Collection('x', store).root}")
+        err(f"no collections in {parse_store(store).describe()}")
     for name in names:
         coll = Collection.open(name, store)
         docs = coll.manifest()["documents"]

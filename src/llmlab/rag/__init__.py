@@ -7,14 +7,17 @@
     >>> answer.text, answer.citations, answer.sources, answer.dropped           # doctest: +SKIP
 
 Modules, one idea each: ``documents`` (files -> text), ``chunk`` (text -> token-counted chunks),
-``collection`` (on-disk layout, manifest, embedder record, write lock), ``stores/`` (the vector
-store interface and ChromaDB), ``ingest``, ``bm25``, ``retrieve`` (dense, BM25, fusion), ``answer``
-(grounded prompt, citations). Nothing heavy is imported until a function runs.
+``collection`` (on-disk layout, manifest, embedder record, write lock), ``stores/`` (the ``--store``
+string, the vector store interface, ChromaDB embedded or server, Qdrant local or server),
+``ingest``, ``bm25``, ``retrieve`` (dense, BM25, fusion, neighbours), ``rerank`` (cross-encoder or
+yes/no log-probabilities), ``answer`` (grounded prompt, citations), ``answer_eval`` (reference
+metrics, faithfulness judge), ``evaluate`` (``llmlab rag eval``, a run). Nothing heavy is imported
+until a function runs.
 """
 
 from __future__ import annotations
 
-__all__ = ["Answer", "Retrieved", "ask", "ingest", "retrieve"]
+__all__ = ["Answer", "Retrieved", "ask", "ingest", "neighbours", "retrieve"]
 
 
 def __getattr__(name: str):
@@ -22,7 +25,7 @@ def __getattr__(name: str):
         from .ingest import ingest
 
         return ingest
-    if name in ("retrieve", "Retrieved"):
+    if name in ("retrieve", "Retrieved", "neighbours"):
         from . import retrieve as module
 
         return getattr(module, name)

@@ -1,18 +1,20 @@
 """Answers grounded in numbered sources: retrieve, fit the excerpts into the model's window, cite.
 
-The prompt is two chat messages: a system message asking for an answer from the sources only,
-each claim cited by number ("[2]"), and a user message listing the excerpts as ``[1]``, ``[2]``...
-with file and offsets, then the question. Excerpts are dropped from the lowest-ranked up until the
-prompt (counted with the answering model's own ``count_tokens``) plus ``max_new_tokens`` fits its
-context window; the prompt then says how many were left out and why. If not even the best one fits,
-that is a one-line ``RagError``, never an answer from an empty context.
+The prompt is two chat messages: a system message asking for an answer from the sources only, each
+claim cited by number ("[2]"), and a user message listing the excerpts' texts as ``[1]``,
+``[2]``..., then the question (where each excerpt comes from is kept for the answer's source list,
+not put in the prompt: SmolLM2-135M given file names and offsets copied them out as its answer).
+Excerpts are dropped from the lowest-ranked up until the prompt (counted with the answering model's
+own ``count_tokens``) plus ``max_new_tokens`` fits its context window; the prompt then says how many
+were left out and why. If not even the best one fits, that is a one-line ``RagError``, never an
+answer from an empty context.
 
 After the answer, ``parse_citations`` reads every ``[n]`` / ``[n, m]``; numbers that point to no
 excerpt are dropped and counted (``Answer.invalid``), and ``Answer.sources`` lists the cited ones.
 
 What it gives up: a model that ignores the instruction cites nothing, and then nothing is listed
-(``Answer.citations`` is empty: the caller can see it); citations are not checked against what
-the excerpt says.
+(``Answer.citations`` is empty: the caller can see it); citations are not checked against what the
+excerpt says.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RagError
-from .retrieve import Retrieved, retrieve
+from .collection import Collection
+from .retrieve import Retrieved, check_retriever, retrieve
 
 SYSTEM = ("You answer questions using only the numbered sources you are given. After each claim, cite "
           "the source it comes from by its number in square brackets, like [1] or [2]. If the sources "
@@ -67,13 +70,14 @@ def parse_citations(text: str, n_sources: int) -> tuple[list[int], list[int]]:
 def build_messages(question: str, excerpts: list[Retrieved], dropped: int = 0) -> list:
     from ..chat import Message
 
-    parts = [f"[{n}] ({hit.where()})\n{hit.text.strip()}" for n, hit in enumerate(excerpts, 1)]
+    # the excerpt's text only: given its file and offsets too, a small model copies them out as its answer
+    parts = [f"[{n}] {' '.join(hit.text.split())}" for n, hit in enumerate(excerpts, 1)]
     note = ""
     if dropped:
         note = (f"\n\n({dropped} more retrieved excerpt{'s were' if dropped > 1 else ' was'} left out "
                 "because they did not fit in the model's context window.)")
     user = "Sources:\n\n" + "\n\n".join(parts) + note + f"\n\nQuestion: {question.strip()}\n" \
-        "Answer from the sources and cite them by number."
+        "Answer in one or two sentences from the sources, and cite them by number, like [1]."
     return [Message("system", SYSTEM), Message("user", user)]
 
 
@@ -90,25 +94,39 @@ def fit(model, question: str, hits: list[Retrieved], max_new_tokens: int) -> tup
                    "or lower --max-new-tokens)")
 
 
-def ask(question: str, collection: str, *, model="smollm2", k: int = 5, retriever: str = "hybrid",
-        store: str | Path | None = None, max_new_tokens: int = 256, temperature: float = 0.0,
-        on_text: Callable[[str], None] | None = None) -> Answer:
-    """Answer ``question`` from ``collection`` with ``model`` (a name or a loaded ``Model``).
+def prepare(question: str, collection: str, model, *, k: int = 5, retriever: str = "hybrid",
+            store: str | Path | None = None, max_new_tokens: int = 256,
+            rerank=None) -> tuple[list, list[Retrieved], int]:
+    """Retrieve for ``question`` and fit the grounded prompt to ``model``'s window (a loaded ``Model``).
 
-    ``on_text`` receives the answer as it streams (the CLI prints it)."""
-    from ..config import GenerationConfig
-
-    hits = retrieve(question, collection, retriever=retriever, k=k, store=store)
+    Returns (messages, the excerpts in the prompt numbered from 1, how many were dropped); what
+    ``ask`` and the server's ``rag/`` models send to the model."""
+    hits = retrieve(question, collection, retriever=retriever, k=k, store=store, rerank=rerank)
     if not hits:
         raise RagError(f"collection {collection} has nothing that matches the question; "
                        "nothing to answer from")
+    messages, dropped = fit(model, question, hits, max_new_tokens)
+    return messages, hits[:len(hits) - dropped], dropped
+
+
+def ask(question: str, collection: str, *, model="smollm2", k: int = 5, retriever: str = "hybrid",
+        store: str | Path | None = None, max_new_tokens: int = 256, temperature: float = 0.0,
+        on_text: Callable[[str], None] | None = None, rerank=None) -> Answer:
+    """Answer ``question`` from ``collection`` with ``model`` (a name or a loaded ``Model``).
+
+    ``on_text`` receives the answer as it streams (the CLI prints it); ``rerank`` is the reranker
+    of the ``hybrid+rerank`` retriever."""
+    from ..config import GenerationConfig
+
     if isinstance(model, str):
         from ..models.registry import load_model
 
+        Collection.open(collection, store)  # an unknown collection fails before the model loads
+        check_retriever(retriever, rerank)
         model = load_model(model)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature)
-    messages, dropped = fit(model, question, hits, max_new_tokens)
-    context = hits[:len(hits) - dropped]
+    messages, context, dropped = prepare(question, collection, model, k=k, retriever=retriever, store=store,
+                                         max_new_tokens=max_new_tokens, rerank=rerank)
     response = model.prompt(messages, config)
     for piece in response:
         if on_text:

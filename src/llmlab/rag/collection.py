@@ -1,8 +1,9 @@
 """A named collection: its vector store, what embedded it, which files it holds, and its write lock.
 
-On disk, under the store directory (``data_dir()/rag`` unless ``--store DIR``)::
+On disk, under the store directory (``data_dir()/rag`` unless ``--store DIR``; for a server store
+``data_dir()/rag/servers/ENGINE-HOST-PORT``, see ``stores/__init__.py``)::
 
-    chroma/                       the ChromaDB files of every collection in this store
+    chroma/ or qdrant/            the vector store's files of every collection (an on-disk store)
     collections/NAME/meta.json    embedder spec and dimension, chunk size and overlap
     collections/NAME/manifest.json  documents: doc id -> source path, sha256, chunks; a version counter
     collections/NAME/bm25/        the BM25 index, stamped with the version it was built from
@@ -25,17 +26,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..checks import did_you_mean, utc_now
-from ..errors import CollectionBusyError, CollectionNotFoundError, EmbedderMismatchError, RagError
+from ..errors import (
+    CollectionBusyError,
+    CollectionNotFoundError,
+    EmbedderMismatchError,
+    LlmlabError,
+    RagError,
+)
+from .stores import StoreLocation, parse_store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 
 
 def store_dir(store: str | Path | None = None) -> Path:
-    if store is not None:
-        return Path(store).expanduser()
-    from ..config import data_dir
-
-    return data_dir() / "rag"
+    """The local directory of a store's collection records (its sidecar, for a server store)."""
+    return parse_store(store).root
 
 
 def collection_names(store: str | Path | None = None) -> list[str]:
@@ -52,7 +57,8 @@ def _write_json(path: Path, data) -> None:
 class Collection:
     def __init__(self, name: str, store: str | Path | None = None):
         self.name = name
-        self.root = store_dir(store)
+        self.location: StoreLocation = parse_store(store)
+        self.root = self.location.root
         self.dir = self.root / "collections" / name
         self._store = None
 
@@ -64,8 +70,9 @@ class Collection:
         self = cls(name, store)
         if not (self.dir / "meta.json").is_file():
             names = collection_names(store)
-            listed = f"; collections in {self.root}: {', '.join(names)}" if names else \
-                (f"; {self.root} has no collections yet (create one with llmlab rag ingest PATH "
+            where = self.location.describe()
+            listed = f"; collections in {where}: {', '.join(names)}" if names else \
+                (f"; {where} has no collections yet (create one with llmlab rag ingest PATH "
                  "--collection NAME)")
             raise CollectionNotFoundError(f"no collection named {name!r}{did_you_mean(name, names)}{listed}")
         return self
@@ -98,9 +105,7 @@ class Collection:
     @property
     def store(self):
         if self._store is None:
-            from .stores.chroma import ChromaStore
-
-            self._store = ChromaStore(self.root / "chroma", self.name)
+            self._store = self.location.open(self.name)
         return self._store
 
     def check_embedder(self, spec: str, dimension: int | None = None, command: str = "query") -> None:
@@ -142,7 +147,9 @@ class Collection:
 
         try:
             self.store.drop()
-        except Exception:  # noqa: BLE001 - a collection chroma never created has nothing to drop
+        except LlmlabError:
+            raise  # a server that is down: keep the manifest, which still describes what it holds
+        except Exception:  # noqa: BLE001 - a collection the engine never created has nothing to drop
             pass
         self._store = None
         (self.dir / "manifest.json").unlink(missing_ok=True)

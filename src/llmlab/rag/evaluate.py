@@ -1,15 +1,18 @@
-"""Retrieval you can measure: ``llmlab rag eval QUESTIONS.jsonl`` scores every retriever on your questions.
+"""RAG you can measure: ``llmlab rag eval QUESTIONS.jsonl`` scores retrievers and answers on your questions.
 
 A question file has one JSON object per line with ``question`` and any of ``relevant`` (chunk ids,
 document ids or file names), ``evidence`` (a string or a list: a chunk is relevant if it contains
-one, compared case-insensitively with whitespace collapsed) and ``answer`` (kept for the answer
-metrics still to come); ``id`` names a question (else ``q1``, ``q2``...), other fields are kept.
+one, compared case-insensitively with whitespace collapsed) and ``answer`` (a reference answer, a
+string or a list); ``id`` names a question (else ``q1``, ``q2``...), other fields are kept.
 
 It is a run like evals and probes (``runs/``): one unit per retriever x question (the top 10 chunk
-ids), stored as it finishes, resumed after Ctrl-C, listed and re-opened by ``llmlab runs``. The
-metrics are ranx's (hit@1/5/10, MRR@10, nDCG@10, recall@10; binary relevance), per question, with
-a 95% bootstrap interval of the mean (scipy) and paired permutation tests between retrievers on
-hit@5 and nDCG@10 (scipy). A test checks ranx's numbers against pytrec_eval (trec_eval).
+ids), and with an answering model one unit per question (the answer, its reference metrics and the
+judge's verdicts), stored as it finishes, resumed after Ctrl-C, listed and re-opened by ``llmlab
+runs``. Retrieval metrics are ranx's (hit@1/5/10, MRR@10, nDCG@10, recall@10; binary relevance),
+per question, with a 95% bootstrap interval of the mean (scipy) and paired permutation tests
+between retrievers on hit@5 and nDCG@10 (scipy). A test checks ranx's numbers against pytrec_eval
+(trec_eval). Answer metrics are ``answer_eval.py``'s (SQuAD exact match and F1, contained,
+embedding similarity, faithfulness by a judge), each with its bootstrap interval.
 
 What it gives up: a question whose evidence is in no chunk cannot be scored and is left out (and
 counted: ``unanswerable``); evidence split across two chunks is in neither.
@@ -18,17 +21,19 @@ counted: ``unanswerable``); evidence split across two chunks is in neither.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DataError
 from ..runs.protocol import RunKind, Unit, fingerprint
 from .collection import Collection
-from .retrieve import RETRIEVERS, retrieve
+from .retrieve import RERANKED, RETRIEVERS, check_retriever, retrieve
 
 DEPTH = 10
 METRICS = {"hit@1": "hit_rate@1", "hit@5": "hit_rate@5", "hit@10": "hit_rate@10", "MRR@10": "mrr@10",
            "nDCG@10": "ndcg@10", "recall@10": "recall@10"}
 TESTED = ("hit@5", "nDCG@10")  # the metrics the paired tests compare retrievers on
+ANSWER_METRICS = ("exact_match", "f1", "contains", "similarity", "faithfulness", "cited")
 
 
 def read_questions(path: str | Path) -> list[dict]:
@@ -43,9 +48,14 @@ def read_questions(path: str | Path) -> list[dict]:
         question = item.get("question")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{path}, line {n}: needs a non-empty \"question\" string")
-        if not item.get("relevant") and not item.get("evidence"):
-            raise DataError(f"{path}, line {n}: give \"relevant\" (chunk or document ids, file names) or "
-                            "\"evidence\" (text a relevant chunk contains)")
+        if not item.get("relevant") and not item.get("evidence") and not item.get("answer"):
+            raise DataError(f"{path}, line {n}: give \"relevant\" (chunk or document ids, file names), "
+                            "\"evidence\" (text a relevant chunk contains) or \"answer\" (a reference "
+                            "answer)")
+        answer = item.get("answer")
+        if answer is not None and not (isinstance(answer, str) and answer.strip() or isinstance(answer, list)
+                                       and answer and all(isinstance(a, str) and a.strip() for a in answer)):
+            raise DataError(f"{path}, line {n}: \"answer\" must be a non-empty string or list of strings")
         item = dict(item, id=str(item.get("id") or f"q{len(out) + 1}"))
         if item["id"] in seen:
             raise DataError(f"{path}, line {n}: the id {item['id']!r} is used twice")
@@ -77,15 +87,38 @@ def relevant_chunks(coll: Collection, questions: list[dict]) -> dict[str, list[s
     return {qid: sorted(ids) for qid, ids in found.items()}
 
 
+@dataclass
+class Answering:
+    """How a run answers its questions: ``model`` (a loaded ``Model``) answers from ``retriever``'s top
+    ``k``; ``judge`` (a loaded ``Model``, optional) checks each statement against the cited sources."""
+
+    model: object
+    retriever: str = "hybrid"
+    k: int = 5
+    max_new_tokens: int = 128
+    judge: object = None
+
+    def identity(self) -> dict:
+        def name(m):
+            return m and {"model": f"{m.backend}/{m.info.name}", "file": m.info.path}
+
+        return {"model": name(self.model), "retriever": self.retriever, "k": self.k,
+                "max_new_tokens": self.max_new_tokens, "judge": name(self.judge)}
+
+
 class RetrievalEval(RunKind):
-    """Every retriever on every question of a file, against one collection."""
+    """Every retriever on every question of a file, against one collection; and, with ``answering``,
+    the answers."""
 
     kind = "rag"
 
     def __init__(self, questions: list[dict], collection: str, store=None, retrievers=RETRIEVERS,
-                 source: str = ""):
+                 source: str = "", rerank=None, answering: Answering | None = None):
         self.questions, self.collection, self.store = questions, collection, store
         self.retrievers = list(retrievers)
+        for r in self.retrievers + ([answering.retriever] if answering else []):
+            check_retriever(r, rerank)
+        self.rerank, self.answering = rerank, answering
         coll = Collection.open(collection, store)
         self.qrels = relevant_chunks(coll, questions)
         manifest = coll.manifest()
@@ -94,23 +127,67 @@ class RetrievalEval(RunKind):
                                           for d in manifest.get("documents", {}).values())}
         self.subject = f"{collection} · {Path(source).name or 'questions'}"
         self.label = f"rag eval {collection}"
+        if answering:
+            self.model = f"{answering.model.backend}/{answering.model.info.name}"
 
     def identity(self) -> dict:
-        return {"questions": fingerprint({"q": self.questions}), "collection": self.collection,
-                "state": self.state, "retrievers": self.retrievers, "depth": DEPTH}
+        out = {"questions": fingerprint({"q": self.questions}), "collection": self.collection,
+               "state": self.state, "retrievers": self.retrievers, "depth": DEPTH}
+        if RERANKED in self.retrievers or (self.answering and self.answering.retriever == RERANKED):
+            from .rerank import load_reranker
+
+            out["rerank"] = load_reranker(self.rerank).name
+        if self.answering:
+            out["answering"] = self.answering.identity()
+        return out
 
     def header(self) -> dict:
-        return {"collection": self.collection, "retrievers": self.retrievers, "qrels": self.qrels,
-                "questions": [{"id": q["id"], "question": q["question"]} for q in self.questions]}
+        out = {"collection": self.collection, "retrievers": self.retrievers, "qrels": self.qrels,
+               "questions": [{"id": q["id"], "question": q["question"]} for q in self.questions]}
+        if self.answering:
+            out["answering"] = self.answering.identity()
+        return out
 
     def plan(self) -> list[Unit]:
-        pairs = [(r, q) for r in self.retrievers for q in self.questions]
-        return [Unit(f"{r}/{q['id']}", i, (r, q)) for i, (r, q) in enumerate(pairs)]
+        # a question with no relevant chunk cannot be scored on retrieval: it is not retrieved for
+        pairs = [(r, q) for r in self.retrievers for q in self.questions if self.qrels[q["id"]]]
+        units = [Unit(f"{r}/{q['id']}", i, (r, q)) for i, (r, q) in enumerate(pairs)]
+        if self.answering:
+            units += [Unit(f"answer/{q['id']}", len(units) + i, ("answer", q))
+                      for i, q in enumerate(self.questions)]
+        return units
 
     def run_unit(self, unit: Unit) -> dict:
         retriever, q = unit.payload
-        hits = retrieve(q["question"], self.collection, retriever=retriever, k=DEPTH, store=self.store)
+        if retriever == "answer":
+            return self.answer_unit(q)
+        hits = retrieve(q["question"], self.collection, retriever=retriever, k=DEPTH, store=self.store,
+                        rerank=self.rerank)
         return {"retriever": retriever, "id": q["id"], "ranked": [h.id for h in hits]}
+
+    def answer_unit(self, q: dict) -> dict:
+        from .answer import ask
+        from .answer_eval import FaithfulnessJudge, faithfulness, reference_scores
+        from .ingest import get_embedder
+
+        a = self.answering
+        answer = ask(q["question"], self.collection, model=a.model, k=a.k, retriever=a.retriever,
+                     store=self.store, max_new_tokens=a.max_new_tokens, rerank=self.rerank)
+        out = {"retriever": "answer", "id": q["id"], "answer": answer.text, "citations": answer.citations,
+               "invalid_citations": answer.invalid, "dropped": answer.dropped,
+               "context": [h.id for h in answer.context], "scores": {"cited": float(bool(answer.citations))}}
+        references = q.get("answer")
+        if references:
+            references = [references] if isinstance(references, str) else list(references)
+            embedder = get_embedder(Collection.open(self.collection, self.store).meta["embedder"])
+            out["scores"].update(reference_scores(answer.text, references, embedder))
+        if a.judge is not None:
+            verdicts = FaithfulnessJudge(a.judge).judge(answer.text, [h.text for h in answer.context])
+            out["verdicts"] = verdicts
+            out["faithfulness"] = faithfulness(verdicts)
+            if out["faithfulness"]["faithfulness"] is not None:
+                out["scores"]["faithfulness"] = out["faithfulness"]["faithfulness"]
+        return out
 
     def summarise(self, results: dict[str, dict]) -> dict:
         return summarise(self.header(), results)
@@ -127,7 +204,7 @@ def summarise(header: dict, results: dict[str, dict]) -> dict:
     out = {"unanswerable": sorted(q for q, ids in header["qrels"].items() if not ids), "retrievers": {},
            "tests": []}
     per: dict[str, dict[str, np.ndarray]] = {}
-    for retriever in header["retrievers"]:
+    for retriever in header["retrievers"] if scored else []:
         ranked = {r["id"]: r["ranked"] for r in results.values() if r["retriever"] == retriever}
         # ranks as scores, so ranx keeps llmlab's order exactly (ties cannot reorder it)
         run = {qid: {cid: float(DEPTH - i) for i, cid in enumerate(ranked.get(qid, []))} or {"-": 0.0}
@@ -147,6 +224,28 @@ def summarise(header: dict, results: dict[str, dict]) -> dict:
                     random_state=0).pvalue)
                 out["tests"].append({"a": a, "b": b, "metric": metric, "difference": float(np.mean(x - y)),
                                      "p": p})
+    if header.get("answering"):
+        out["answers"] = summarise_answers([r for r in results.values() if r["retriever"] == "answer"])
+    return out
+
+
+def summarise_answers(rows: list[dict]) -> dict:
+    """Each answer metric's mean and 95% interval over the questions it applies to; the judge's counts."""
+    import numpy as np
+
+    out = {"questions": len(rows), "metrics": {}, "per_question": {}}
+    for metric in ANSWER_METRICS:
+        values = {r["id"]: r["scores"][metric] for r in rows if metric in r["scores"]}
+        if values:
+            out["metrics"][metric] = dict(_mean_ci(np.asarray(list(values.values()), dtype=float)),
+                                          n=len(values))
+            out["per_question"][metric] = values
+    judged = [r["faithfulness"] for r in rows if "faithfulness" in r]
+    if judged:
+        out["judge"] = {k: sum(j[k] for j in judged)
+                        for k in ("statements", "supported", "unsupported", "errors")}
+    out["invalid_citations"] = sum(len(r["invalid_citations"]) for r in rows)
+    out["dropped"] = sum(r["dropped"] for r in rows)
     return out
 
 
@@ -162,8 +261,9 @@ def _mean_ci(values) -> dict:
     return {"mean": mean, "low": float(ci.low), "high": float(ci.high)}
 
 
-def tables(summary: dict, header: dict):
-    """The report: one row per retriever (mean [95% CI] of each metric), and the paired tests."""
+def tables(summary: dict, header: dict) -> list:
+    """The report: one row per retriever (mean [95% CI] of each metric), the paired tests, and with
+    answers one row per answer metric."""
     from ..runs import Column, Table
 
     n = len(header["qrels"]) - len(summary["unanswerable"])
@@ -177,7 +277,22 @@ def tables(summary: dict, header: dict):
                   title="paired permutation tests", title_justify="left")
     for t in summary["tests"]:
         tests.add_row(t["metric"], t["a"], t["b"], f"{t['difference']:+.3f}", f"{t['p']:.3g}")
-    return main, tests
+    if not summary.get("answers"):
+        return [main, tests]
+    a, got = header["answering"], summary["answers"]
+    judge = f"; judge {a['judge']['model']}" if a.get("judge") else ""
+    answers = Table(["answer metric", Column("mean [95% CI]", justify="right"),
+                     Column("questions", justify="right")],
+                    title=f"answers by {a['model']['model']} from {a['retriever']} top {a['k']}{judge}",
+                    title_justify="left")
+    for metric, m in got["metrics"].items():
+        answers.add_row(metric, f"{m['mean']:.2f} [{m['low']:.2f}, {m['high']:.2f}]", str(m["n"]))
+    if got.get("judge"):
+        j = got["judge"]
+        answers.add_row("judged statements", f"{j['supported']} supported, {j['unsupported']} not, "
+                        f"{j['errors']} unparseable (errors, not scored)", str(j["statements"]))
+    answers.add_row("invalid citations (dropped)", str(got["invalid_citations"]), str(got["questions"]))
+    return [main, tests, answers]
 
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:

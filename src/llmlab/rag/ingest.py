@@ -21,10 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LlmlabError, RagError
+from ..errors import LlmlabError, RagError, StoreUnreachableError
 from .chunk import DEFAULT_OVERLAP, DEFAULT_SIZE, check_sizes, chunk_text, max_chunk_tokens
 from .collection import Collection, canonical_spec, collection_names
 from .documents import document_id, file_sha256, find_files, read_pages
+from .stores import parse_store
 
 _EMBEDDERS: dict[str, object] = {}
 
@@ -92,8 +93,10 @@ def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm"
     'collection notes: 3 added, 0 replaced, 0 unchanged, 0 pruned, 0 failed; 41 chunks written, ...'
     """
     start = time.perf_counter()
+    location = parse_store(store)  # an unknown --store scheme fails first
     files = find_files(paths)
     spec = canonical_spec(embedder)
+    location.connect()  # a store server that is down fails here, before anything is loaded or written
     exists = collection in collection_names(store)
     if exists and not reembed:
         Collection.open(collection, store).check_embedder(spec, command="ingest")
@@ -185,3 +188,8 @@ def _write(coll: Collection, manifest: dict, planned: list[_Planned], model, rep
         left = f"; {current.path} was not finished and will be redone by the next ingest" if current else ""
         raise KeyboardInterrupt(f"interrupted: {done} of {len(planned)} documents stored in collection "
                                 f"{coll.name}{left}") from exc
+    except StoreUnreachableError as exc:  # the server went away mid-ingest: the manifest says what is stored
+        done = len(report.added) + len(report.replaced)
+        left = f"; {current.path} is recorded as unfinished and will be redone" if current else ""
+        raise StoreUnreachableError(f"{exc}; {done} of {len(planned)} documents were stored in collection "
+                                    f"{coll.name} before it stopped answering{left}") from exc

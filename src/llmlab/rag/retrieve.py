@@ -3,6 +3,8 @@
     dense    the query embedded with the collection's own embedder, nearest chunks by cosine
     bm25     bm25s over the chunk texts (``bm25.py``)
     hybrid   reciprocal-rank fusion of the two: score = sum over lists of 1 / (60 + rank)
+    hybrid+rerank  hybrid's top ``rerank_depth`` (20) reordered by a reranker (``rerank.py``:
+             a cross-encoder, or any llmlab model that can score as a yes/no judge)
 
     >>> for hit in retrieve("Who is Renfield?", "novels", k=3):                # doctest: +SKIP
     ...     print(hit.rank, hit.source, hit.start, hit.end, round(hit.score, 4))
@@ -23,7 +25,9 @@ from . import bm25
 from .collection import Collection, canonical_spec
 from .stores.base import Hit
 
-RETRIEVERS = ("dense", "bm25", "hybrid")
+RETRIEVERS = ("dense", "bm25", "hybrid")           # need nothing but the collection
+RERANKED = "hybrid+rerank"                          # needs a reranker (``rerank=``)
+ALL_RETRIEVERS = (*RETRIEVERS, RERANKED)
 RRF_K = 60
 
 
@@ -88,21 +92,50 @@ def fuse(lists: list[list[Hit]], k: int, rrf_k: int = RRF_K) -> list[Hit]:
     return [Hit(i, hits[i].text, hits[i].metadata, scores[i]) for i in best]
 
 
+def check_retriever(retriever: str, rerank=None) -> None:
+    """A retriever name llmlab knows, and a reranker when it needs one (a one-line ConfigError)."""
+    if retriever not in ALL_RETRIEVERS:
+        raise ConfigError(f"unknown retriever {retriever!r}{did_you_mean(retriever, ALL_RETRIEVERS)}; "
+                          f"choose one of {', '.join(ALL_RETRIEVERS)}")
+    if retriever == RERANKED and rerank is None:
+        raise ConfigError(f"retriever {RERANKED} needs a reranker: --rerank MODEL (an llmlab model that "
+                          "can score, e.g. smollm2) or --rerank ce/DIR (a cross-encoder directory)")
+
+
 def retrieve(query: str, collection: str, *, retriever: str = "hybrid", k: int = 5,
-             store: str | Path | None = None, embedder: str | None = None) -> list[Retrieved]:
-    """The ``k`` best chunks of ``collection`` for ``query``, best first."""
-    if retriever not in RETRIEVERS:
-        raise ConfigError(f"unknown retriever {retriever!r}{did_you_mean(retriever, RETRIEVERS)}; "
-                          f"choose one of {', '.join(RETRIEVERS)}")
+             store: str | Path | None = None, embedder: str | None = None, rerank=None,
+             rerank_depth: int | None = None) -> list[Retrieved]:
+    """The ``k`` best chunks of ``collection`` for ``query``, best first.
+
+    ``rerank`` (a name for ``rerank.load_reranker`` or a loaded ``Reranker``) is used by
+    ``hybrid+rerank`` only; it reorders hybrid's top ``rerank_depth`` (default 20, at least ``k``)."""
+    check_retriever(retriever, rerank)
     whole_number("k", k)
     if not query or not query.strip():
         raise ConfigError("the query is empty")
     coll = Collection.open(collection, store)
+    coll.location.connect()  # a store server that is down fails now, not after the embedder loads
     if retriever == "dense":
         hits = dense(coll, query, k, embedder)
     elif retriever == "bm25":
         hits = lexical(coll, query, k)
-    else:
+    elif retriever == "hybrid":
         depth = max(4 * k, 20)
         hits = fuse([dense(coll, query, depth, embedder), lexical(coll, query, depth)], k)
+    else:
+        from .rerank import DEFAULT_DEPTH, load_reranker
+        from .rerank import rerank as reorder
+
+        reranker = load_reranker(rerank)
+        depth = max(k, rerank_depth or DEFAULT_DEPTH)
+        candidates = fuse([dense(coll, query, max(4 * depth, 20), embedder),
+                           lexical(coll, query, max(4 * depth, 20))], depth)
+        hits = reorder(query, candidates, reranker, k)
     return [Retrieved(rank, h.id, h.text, h.score, h.metadata) for rank, h in enumerate(hits, 1)]
+
+
+def neighbours(text: str, collection: str, *, k: int = 5, store: str | Path | None = None,
+               embedder: str | None = None) -> list[Retrieved]:
+    """The ``k`` chunks nearest to ``text`` by cosine similarity of their embeddings (the course's
+    "similar sentences"), with the similarity as the score."""
+    return retrieve(text, collection, retriever="dense", k=k, store=store, embedder=embedder)

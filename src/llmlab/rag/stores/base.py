@@ -2,8 +2,8 @@
 
 A store holds one collection's chunks: an id, the vector llmlab computed, the text and flat metadata
 (``doc_id``, ``source``, ``page``, ``start``, ``end``). llmlab computes every vector itself and
-passes it in, so a store never embeds anything. A new store (Qdrant, Milvus) is one file beside
-``chroma.py`` implementing this class.
+passes it in, so a store never embeds anything. A new store is one file beside ``chroma.py`` and
+``qdrant.py`` implementing this class, plus its ``--store`` scheme in ``__init__.py``.
 
 What it gives up: no filters, no updates in place (a changed document is deleted and added again),
 and ``chunks()`` reads the whole collection, which the BM25 index needs and a large remote store
