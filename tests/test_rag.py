@@ -123,7 +123,8 @@ def test_bm25_index_is_persisted_and_rebuilt_only_after_a_change(novels):
     retrieve("Borgo Pass", "novels", retriever="bm25", k=1, store=novels["store"])
     stamp_file = coll.dir / "bm25" / "stamp.json"
     stamp = json.loads(stamp_file.read_text())
-    assert stamp == {"version": coll.manifest()["version"], "count": coll.store.count()}
+    assert stamp == {"version": coll.manifest()["version"], "count": coll.store.count(),
+                     "tokens": bm25.TOKENIZER}
     built = stamp_file.stat().st_mtime_ns
     bm25._LOADED.clear()  # as a new process would: read from disk, not rebuilt
     retrieve("Borgo Pass", "novels", retriever="bm25", k=1, store=novels["store"])
