@@ -187,3 +187,33 @@ def test_serve_can_serve_another_servers_embedding_model(server, minilm, tmp_pat
         remote = load_embedder(f"ollama/mini@{relay.url}")
         assert np.allclose(remote.embed(TEXTS), minilm.embed(TEXTS), atol=1e-6)
         remote.close()
+
+
+def test_a_collection_embedded_by_a_server_retrieves_as_the_in_process_one(server, tmp_path, monkeypatch):
+    """rag ingest through /v1/embeddings: a server lends no tokenizer, so chunks are counted in the
+    bundled MiniLM's tokens; the chunks, and the dense ranking, equal those of in-process MiniLM."""
+    from conftest import SHARED_DATA
+    from llmlab.rag.collection import Collection
+    from llmlab.rag.ingest import ingest
+    from llmlab.rag.retrieve import retrieve
+
+    source = SHARED_DATA / "corpus" / "frankenstein.txt"
+    if not source.is_file():
+        pytest.skip(f"shared novel not found: {source}")
+    text = source.read_text()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "letters.txt").write_text(text[:text.rfind(". ", 0, 12_000) + 1])
+    monkeypatch.setenv("LLMLAB_OPENAI_API_KEY", KEY)
+    spec = f"openai/minilm@{server.url}/v1"
+    remote = ingest([tmp_path / "docs"], "remote", store=tmp_path / "store", embedder=spec)
+    local = ingest([tmp_path / "docs"], "local", store=tmp_path / "store")
+    assert remote.chunks_total == local.chunks_total > 5 and not remote.failed
+    assert Collection.open("remote", tmp_path / "store").meta["embedder"] == spec
+    chunks = {c.id: c.text for c in Collection.open("remote", tmp_path / "store").store.chunks()}
+    assert chunks == {c.id: c.text for c in Collection.open("local", tmp_path / "store").store.chunks()}
+    query = "To whom does Walton write his letters?"
+    store = tmp_path / "store"
+    got = [(h.id, h.score) for h in retrieve(query, "remote", retriever="dense", k=5, store=store)]
+    want = [(h.id, h.score) for h in retrieve(query, "local", retriever="dense", k=5, store=store)]
+    assert [i for i, _ in got] == [i for i, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-5)

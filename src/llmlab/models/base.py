@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 #   embed     vectors for texts (an EmbeddingModel)
 #   tools     tool calls in its stream (ToolCallDelta)
 #   grammar   output constrained to a grammar or JSON schema
-CAPABILITIES = ("score", "logprobs", "echo", "embed", "tools", "grammar")
+#   tokenize  an embedder that lends its own tokenizer (EmbeddingModel.token_spans), so chunks can be
+#             counted in its tokens
+CAPABILITIES = ("score", "logprobs", "echo", "embed", "tools", "grammar", "tokenize")
 
 
 @dataclass

@@ -129,6 +129,8 @@ class SentenceTransformerEmbedder(EmbeddingModel):
     Normalize module, so for it the two agree); a text past ``max_seq_length`` word pieces is cut.
     """
 
+    capabilities: frozenset[str] = frozenset({"embed", "tokenize"})
+
     backend = "st"
 
     def __init__(self, path: str | Path, name: str | None = None, *, batch_size: int = 32,

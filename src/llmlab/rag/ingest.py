@@ -11,6 +11,10 @@ Work is planned first (read and chunk every new or changed file, which is quick)
 with a progress bar over chunks, so the ETA is the embedding's. A file that cannot be read is
 reported in ``IngestReport.failed`` with a one-line reason; the other files are still ingested.
 
+Chunks are counted in the embedder's own tokens; an embedder on a server (``openai/NAME@URL``,
+``ollama/NAME@URL``) does not lend its tokenizer, so its chunks are counted in the bundled MiniLM's
+WordPiece tokens instead (a test checks the chunks equal those of MiniLM in process).
+
 What it gives up: one writer per collection (a second gets ``CollectionBusyError`` at once); a file
 moved elsewhere is a new document (ids come from the path), and the old one stays until pruned.
 """
@@ -104,11 +108,16 @@ def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm"
     loaded: list = []
 
     def embedder_now():
-        """The model and chunk sizes, loaded the first time a file needs them (a no-op ingest loads none)."""
+        """The model, the model whose tokens size the chunks, and the chunk sizes, loaded the first time
+        a file needs them (a no-op ingest loads none)."""
         if not loaded:
-            model = get_embedder(spec)
-            model.token_spans("llmlab")  # chunks are counted in its tokens: a server's embedder fails here
-            loaded.extend([model, *check_sizes(max_chunk_tokens(model), chunk_size, overlap)])
+            model = counter = get_embedder(spec)
+            if not model.can("tokenize"):
+                # a server does not lend its tokenizer: chunks are counted in the bundled MiniLM's
+                # WordPiece tokens instead (200 of them are far below any embedding server's window)
+                counter = get_embedder(canonical_spec("minilm"))
+            cap = max_chunk_tokens(model) if model is counter else None
+            loaded.extend([model, counter, *check_sizes(cap, chunk_size, overlap)])
         return loaded
 
     if not exists or reembed:
@@ -134,8 +143,8 @@ def ingest(paths: list[str | Path], collection: str, *, embedder: str = "minilm"
                 if entry and entry.get("sha256") == sha and not entry.get("pending"):
                     report.unchanged.append(str(path))
                     continue
-                model, size, chunk_overlap = embedder_now()
-                planned.append(_plan(path, model, sha, entry is not None, size, chunk_overlap))
+                _, counter, size, chunk_overlap = embedder_now()
+                planned.append(_plan(path, counter, sha, entry is not None, size, chunk_overlap))
             except LlmlabError as exc:
                 report.failed.append((str(path), str(exc)))
             except OSError as exc:
