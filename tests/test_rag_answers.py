@@ -157,6 +157,13 @@ def test_rag_neighbours_and_reranking_options_through_the_cli(novels):
     assert out.returncode != 0 and "Traceback" not in out.stderr
 
 
+def test_a_question_longer_than_the_context_is_one_line(novels):
+    question = "Why did the creature " + "really " * 2500 + "leave?"
+    out = _llmlab("rag", "ask", question, "-c", "novels", "--store", str(novels["store"]), "--n-ctx", "1024")
+    assert out.returncode != 0 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+    assert "the question is too long" in out.stderr and "beyond 1024 tokens of context" in out.stderr
+
+
 # --- rag eval with answers ----------------------------------------------------------------------------
 
 ANSWERED = [

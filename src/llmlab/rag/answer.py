@@ -88,6 +88,11 @@ def fit(model, question: str, hits: list[Retrieved], max_new_tokens: int) -> tup
         messages = build_messages(question, hits[:n], len(hits) - n)
         if not window or model.count_tokens(messages) + max_new_tokens <= window:
             return messages, len(hits) - n
+    bare = model.count_tokens(build_messages(question, []))
+    if window and bare + max_new_tokens > window:
+        raise RagError(f"the question is too long: with the instructions it is {bare} tokens + "
+                       f"{max_new_tokens} for the answer, beyond {window} tokens of context, before any "
+                       "excerpt (shorten it, raise --n-ctx or lower --max-new-tokens)")
     need = model.count_tokens(build_messages(question, hits[:1]))
     raise RagError(f"not even the best excerpt fits: the prompt with it is {need} tokens + {max_new_tokens} "
                    f"for the answer, beyond {model.info.context_length} tokens of context (raise --n-ctx "
