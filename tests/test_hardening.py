@@ -234,6 +234,7 @@ def test_a_large_num_predict_is_clamped_to_the_window(server):
     ("/api/chat", {"format": "json"}),
     ("/api/chat", {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
     ("/api/generate", {"images": ["aGk="]}),
+    ("/api/generate", {"template": "{{ .Prompt }}"}),
     ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}),
     ("/v1/chat/completions", {"response_format": {"type": "json_object"}}),
 ])
@@ -311,6 +312,7 @@ def test_sigterm_with_requests_in_flight_ends_them_cleanly_and_logs_every_call(t
 
     db = tmp_path / "calls.db"
     outcomes: dict[int, list[str]] = {}
+    waited: dict[int, httpx.Response] = {}
     started = threading.Event()
     with ServerProcess(["--db", str(db), "serve", "-m", "smollm2", "--parallel", "2", "--grace", "1",
                         "-q"], log=tmp_path / "log") as s:
@@ -326,19 +328,37 @@ def test_sigterm_with_requests_in_flight_ends_them_cleanly_and_logs_every_call(t
                         started.set()
             outcomes[i] = lines
 
+        def wait_in_queue(i: int) -> None:  # both slots are taken: these wait, and never run
+            body = {"model": "smollm2", "stream": False, "options": {"num_predict": 5},
+                    "messages": [{"role": "user", "content": f"queued {i}"}]}
+            waited[i] = httpx.post(s.url + "/api/chat", json=body, timeout=60)
+
         threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
         for t in threads:
             t.start()
         assert started.wait(60)
+        queued = [threading.Thread(target=wait_in_queue, args=(i,)) for i in range(2)]
+        for t in queued:
+            t.start()
+        for _ in range(2000):  # bounded: until /props shows both waiting
+            if httpx.get(s.url + "/props").json()["requests"] == {"running": 2, "queued": 2}:
+                break
+        else:
+            pytest.fail("the two extra requests never showed as queued in /props")
         s.proc.send_signal(signal.SIGTERM)
         s.proc.wait(30)
-        for t in threads:
+        for t in threads + queued:
             t.join(30)
     for lines in outcomes.values():  # each stream ended with an error event, then [DONE]
         assert lines[-1] == "data: [DONE]" and "shutting down" in lines[-2], lines[-2:]
+    for r in waited.values():  # the waiting ones were told why, in Ollama's format
+        assert r.status_code == 503 and "shutting down" in r.json()["error"]
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT finish_reason, interrupted FROM calls").fetchall()
-    assert sorted(rows) == [("interrupted", 1), ("interrupted", 1)]
+        rows = conn.execute("SELECT finish_reason, interrupted, completion_tokens, messages "
+                            "FROM calls").fetchall()
+    assert sorted(r[:2] for r in rows) == [("interrupted", 1)] * 4  # every call, the queued ones too
+    never_ran = [r for r in rows if "queued" in (r[3] or "")]
+    assert len(never_ran) == 2 and all(r[2] == 0 for r in never_ran)
 
 
 # --- found by a second look --------------------------------------------------------------------------

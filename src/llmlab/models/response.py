@@ -133,6 +133,17 @@ class Response:
                 self.finish_reason = "interrupted"
             self._finish(start, first, last, end)
 
+    def abandon(self) -> Response:
+        """End a call that never ran (a server dropped its request while it waited): it is logged,
+        interrupted, with no text, so the call log still holds every call that was asked for."""
+        if not self.done and not self._iterating:
+            self.started_at = time.time()
+            self.interrupted = True
+            self.finish_reason = "interrupted"
+            now = time.perf_counter()
+            self._finish(now, None, None, now)
+        return self
+
     def _finish(self, start: float, first: float | None, last: float | None, end: float) -> None:
         t = self.timings
         t.total_s = end - start

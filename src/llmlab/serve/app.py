@@ -6,7 +6,8 @@ whole. Errors come back in the format of the API that was called (see ``common.p
 them stops the server.
 
 Extras in llama.cpp's server format, so llmlab's ``openai/`` backend can count tokens and render
-the chat template of a served model: ``GET /props?model=NAME`` and ``POST /tokenize``.
+the chat template of a served model and its requests running and waiting: ``GET /props?model=NAME``
+and ``POST /tokenize``.
 """
 
 from __future__ import annotations
@@ -153,12 +154,14 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
 
     @app.get("/props")
     async def props(model: str | None = None):
-        info = models.get(model, rag=True).model.info  # a rag model's: its answering model's
+        served = models.get(model, rag=True)
+        info = served.model.info  # a rag model's: its answering model's
         return {"chat_template": info.chat_template or "", "bos_token": info.bos_token,
                 "eos_token": info.eos_token,
                 # the file name, not where it lives on the server's disk
                 "model_path": Path(info.path).name if info.path else info.name,
-                "default_generation_settings": {"n_ctx": info.context_length}}
+                "default_generation_settings": {"n_ctx": info.context_length},
+                "requests": served.load()}
 
     @app.post("/tokenize")
     async def tokenize(req: TokenizeRequest):

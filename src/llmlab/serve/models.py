@@ -20,6 +20,7 @@ What ``llmlab serve -m/-e`` loads into these is in ``loading.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -41,6 +42,8 @@ class Work:
 
     def __init__(self, fn: Callable[[Work], None]):
         self.fn = fn
+        # what logs the request if it never runs (a generation: an interrupted call, no text)
+        self.unstarted: Callable[[Work], None] | None = getattr(fn, "unstarted", None)
         self.loop = asyncio.get_running_loop()
         self.events: asyncio.Queue = asyncio.Queue()
         self.cancelled = threading.Event()  # set when its client leaves or the server stops
@@ -90,7 +93,8 @@ class Served:
             work = self.queue.get()
             if work is None:  # close(): no more work
                 return
-            if work.cancelled.is_set():
+            if work.cancelled.is_set():  # its client left, or the server stopped, while it waited
+                self._unstarted(work)
                 work.emit("end")
                 continue
             with self._lock:
@@ -104,18 +108,30 @@ class Served:
                     self.active.discard(work)
                 work.emit("end")
 
+    def load(self) -> dict:
+        """Requests running now and waiting in the queue (``/props`` shows them)."""
+        with self._lock:
+            running = len(self.active)
+        with self.queue.mutex:
+            waiting = sum(w is not None for w in self.queue.queue)
+        return {"running": running, "queued": waiting}
+
+    def _unstarted(self, work: Work) -> None:
+        if work.unstarted is not None:
+            try:
+                work.unstarted(work)
+            except Exception as exc:  # noqa: BLE001 - logging a dropped request must not stop a worker
+                logging.getLogger("llmlab.serve").warning("could not log a dropped request: %s", exc)
+
     def end_all(self, exc: Exception) -> None:
         """End every waiting and running request with ``exc``; running generations stop at their next
-        step and are logged as interrupted."""
-        while True:
-            try:
-                work = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            if work is not None:
-                work.cancelled.set()
-                work.emit("error", exc)
-                work.emit("end")
+        step and are logged as interrupted, and waiting ones are left in the queue, cancelled, for the
+        workers to log as interrupted calls that never ran (``stop()`` waits for that)."""
+        with self.queue.mutex:
+            waiting = [w for w in self.queue.queue if w is not None]
+        for work in waiting:
+            work.cancelled.set()
+            work.emit("error", exc)
         with self._lock:
             running = list(self.active)
         for work in running:
@@ -137,7 +153,11 @@ class Served:
 
 def run_generation(model: Model, prompt, config) -> Callable[[Work], None]:
     """Work that streams one generation: ``("piece", (text, logprobs))`` then ``("done", (response,
-    logprobs))``; the log-probabilities are those of the tokens since the last piece (``config.logprobs``)."""
+    logprobs))``; the log-probabilities are those of the tokens since the last piece (``config.logprobs``).
+    A request dropped before it ran is still logged (``fn.unstarted``), as an interrupted call."""
+
+    def unstarted(work: Work) -> None:
+        model.prompt(prompt, config, cancel=work.cancelled).abandon()
 
     def fn(work: Work) -> None:
         response = model.prompt(prompt, config, cancel=work.cancelled)
@@ -151,6 +171,7 @@ def run_generation(model: Model, prompt, config) -> Callable[[Work], None]:
             pieces.close()  # on cancel: frees the model now and logs the partial answer
         work.emit("done", (response, response.logprobs[sent:]))
 
+    fn.unstarted = unstarted
     return fn
 
 

@@ -120,7 +120,7 @@ def _refuse_unsupported(req: _Request, messages=()) -> None:
     """Ollama fields llmlab does not implement yet are refused, never silently ignored."""
     extra = req.model_extra or {}
     for name, what in (("format", "structured output (format)"), ("tools", "tool calling (tools)"),
-                       ("images", "images")):
+                       ("images", "images"), ("template", "a request's own prompt template (template)")):
         if extra.get(name) not in (None, "", [], {}):
             raise ApiError(400, f"{what} is not supported by llmlab serve yet")
     if any((m.model_extra or {}).get("images") or (m.model_extra or {}).get("tool_calls") for m in messages):
