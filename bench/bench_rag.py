@@ -52,8 +52,8 @@ def main() -> None:
         sys.exit(f"corpus not found: {CORPUS}")
     from llmlab.rag import bm25
     from llmlab.rag.collection import Collection, canonical_spec
-    from llmlab.rag.ingest import get_embedder, ingest
-    from llmlab.rag.retrieve import RETRIEVERS, retrieve
+    from llmlab.rag.ingestion import get_embedder, ingest
+    from llmlab.rag.retrieval import RETRIEVERS, retrieve
 
     model = get_embedder(canonical_spec("minilm"))  # loaded once: ingest and the floor share it
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,9 +40,9 @@ def main() -> None:
 
     from llmlab import load_model
     from llmlab.rag.evaluate import Answering, RetrievalEval, read_questions, tables
-    from llmlab.rag.ingest import ingest
+    from llmlab.rag.ingestion import ingest
     from llmlab.rag.rerank import LogprobReranker, load_reranker
-    from llmlab.rag.retrieve import RERANKED, RETRIEVERS
+    from llmlab.rag.retrieval import RERANKED, RETRIEVERS
     from llmlab.runs import execute
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -96,7 +96,7 @@ def novels(tmp_path_factory):
     once per session with the bundled MiniLM into a temporary store (about 40 s on two cores)."""
     import time
 
-    from llmlab.rag.ingest import ingest
+    from llmlab.rag.ingestion import ingest
 
     corpus = SHARED_DATA / "corpus"
     if not (corpus / "dracula.txt").is_file() or not (corpus / "frankenstein.txt").is_file():

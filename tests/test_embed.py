@@ -194,8 +194,8 @@ def test_a_collection_embedded_by_a_server_retrieves_as_the_in_process_one(serve
     bundled MiniLM's tokens; the chunks, and the dense ranking, equal those of in-process MiniLM."""
     from conftest import SHARED_DATA
     from llmlab.rag.collection import Collection
-    from llmlab.rag.ingest import ingest
-    from llmlab.rag.retrieve import retrieve
+    from llmlab.rag.ingestion import ingest
+    from llmlab.rag.retrieval import retrieve
 
     source = SHARED_DATA / "corpus" / "frankenstein.txt"
     if not source.is_file():

@@ -25,13 +25,13 @@ from llmlab.rag.answer_eval import (
     reference_scores,
     statements,
 )
-from llmlab.rag.retrieve import neighbours, retrieve
+from llmlab.rag.retrieval import neighbours, retrieve
 
 # --- answers against a reference ------------------------------------------------------------------
 
 
 def test_reference_metrics_are_squads_and_similarity_is_the_embedders():
-    from llmlab.rag.ingest import get_embedder
+    from llmlab.rag.ingestion import get_embedder
 
     got = reference_scores("Victor's family came from the city of Geneva [2].", ["Geneva", "Genf"])
     assert got["exact_match"] == 0.0 and got["contains"] == 1.0
@@ -162,6 +162,30 @@ def test_a_question_longer_than_the_context_is_one_line(novels):
     out = _llmlab("rag", "ask", question, "-c", "novels", "--store", str(novels["store"]), "--n-ctx", "1024")
     assert out.returncode != 0 and "Traceback" not in out.stderr and out.stderr.count("\n") == 1
     assert "the question is too long" in out.stderr and "beyond 1024 tokens of context" in out.stderr
+
+
+def test_a_query_no_chunk_shares_a_word_with_finds_nothing_and_says_so(novels):
+    import llmlab.rag as rag
+    from llmlab.rag import answer  # noqa: F401 - importing the modules must not hide the functions
+
+    for retriever in ("bm25", "hybrid"):
+        found = rag.retrieve("xyzzyqq the of and", "novels", retriever=retriever, store=novels["store"])
+        assert found == [] if retriever == "bm25" else all(h.metadata for h in found)
+    assert len(rag.neighbours("a storm at sea", "novels", k=2, store=novels["store"])) == 2
+    out = _llmlab("rag", "retrieve", "xyzzyqq", "-c", "novels", "--store", str(novels["store"]), "-r", "bm25")
+    assert out.returncode == 0 and "nothing in collection novels matches" in out.stderr, out.stderr
+
+
+def test_a_store_that_is_a_file_and_an_eval_with_nothing_to_score_are_one_line(novels, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    out = _llmlab("rag", "retrieve", "Renfield", "-c", "novels", "--store", str(afile))
+    assert out.returncode != 0 and "is a file, not a directory" in out.stderr
+    assert "Traceback" not in out.stderr
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(json.dumps({"question": "Who?", "evidence": "words in no chunk at all"}) + "\n")
+    out = _llmlab("rag", "eval", str(questions), "-c", "novels", "--store", str(novels["store"]))
+    assert out.returncode != 0 and "nothing to score" in out.stderr and "Traceback" not in out.stderr
 
 
 # --- rag eval with answers ----------------------------------------------------------------------------

@@ -14,8 +14,8 @@ from conftest import SHARED_DATA
 from llmlab.errors import CollectionBusyError, CollectionNotFoundError, EmbedderMismatchError, RagError
 from llmlab.rag.answer import parse_citations
 from llmlab.rag.collection import Collection
-from llmlab.rag.ingest import ingest
-from llmlab.rag.retrieve import retrieve
+from llmlab.rag.ingestion import ingest
+from llmlab.rag.retrieval import retrieve
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_a_second_writer_is_refused_at_once(tmp_path):
 
 
 def test_an_interrupted_document_is_redone_next_time(tmp_path, monkeypatch):
-    from llmlab.rag import ingest as ingest_module
+    from llmlab.rag import ingestion as ingest_module
 
     (tmp_path / "a.txt").write_text("Gulls over the harbour. " * 200)
     store = tmp_path / "s"

@@ -30,7 +30,7 @@ def collection(tmp_path_factory):
     source = SHARED_DATA / "corpus" / "frankenstein.txt"
     if not source.is_file():
         pytest.skip(f"shared novel not found at {source}")
-    from llmlab.rag.ingest import ingest
+    from llmlab.rag.ingestion import ingest
 
     root = tmp_path_factory.mktemp("ragserve")
     text = source.read_text()
@@ -129,11 +129,12 @@ def test_langchain_runs_unchanged_against_a_rag_model(server):
 
 
 def test_rag_errors_are_400s_in_each_api_format(server):
-    too_long = {"model": RAG, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 1000}
+    # room for the question (about 100 tokens of 1024) but not for the best excerpt beside it
+    too_long = {"model": RAG, "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 880}
     r = httpx.post(server.url + "/v1/chat/completions", json=too_long, timeout=60)
     assert r.status_code == 400 and "not even the best excerpt fits" in r.json()["error"]["message"]
     r = httpx.post(server.url + "/api/chat", timeout=60, json={
-        "model": RAG, "messages": too_long["messages"], "options": {"num_predict": 1000}})
+        "model": RAG, "messages": too_long["messages"], "options": {"num_predict": 880}})
     assert r.status_code == 400 and "max_tokens" in r.json()["error"]
     r = httpx.post(server.url + "/v1/completions", json={"model": RAG, "prompt": QUESTION}, timeout=60)
     assert r.status_code == 400 and "chat requests" in r.json()["error"]["message"]

@@ -22,8 +22,8 @@ from conftest import SHARED_DATA
 from llmlab.errors import ConfigError, RagError, StoreUnreachableError
 from llmlab.rag.collection import Collection, collection_names
 from llmlab.rag.documents import document_id
-from llmlab.rag.ingest import ingest
-from llmlab.rag.retrieve import retrieve
+from llmlab.rag.ingestion import ingest
+from llmlab.rag.retrieval import retrieve
 from llmlab.rag.stores import parse_store
 
 EXCERPT = 15_000

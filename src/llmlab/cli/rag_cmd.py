@@ -67,10 +67,15 @@ def ingest(
 ):
     """Add new and changed files to a collection (created on first use); unchanged files are skipped."""
     from ..errors import RagError
-    from ..rag.ingest import ingest as run_ingest
+    from ..rag.ingestion import ingest as run_ingest
 
-    report = run_ingest(paths, collection, embedder=embedder, store=store, chunk_size=chunk_size,
-                        overlap=overlap, prune=prune, reembed=reembed, progress=True)
+    try:
+        report = run_ingest(paths, collection, embedder=embedder, store=store, chunk_size=chunk_size,
+                            overlap=overlap, prune=prune, reembed=reembed, progress=True)
+    except KeyboardInterrupt as exc:  # what is stored stays consistent; the message says what to redo
+        err(str(exc) or f"interrupted before anything was written to collection {collection}; run the "
+            "same command again")
+        raise typer.Exit(130) from None
     print(report.summary(), flush=True)
     if len(report.failed) == 1:
         raise RagError(report.failed[0][1])
@@ -103,8 +108,8 @@ def retrieve(
 ):
     """The best chunks for QUERY, ranked, with source, page, character offsets and score."""
     from ..rag.collection import Collection
-    from ..rag.retrieve import check_retriever
-    from ..rag.retrieve import retrieve as run_retrieve
+    from ..rag.retrieval import check_retriever
+    from ..rag.retrieval import retrieve as run_retrieve
 
     check_retriever(retriever, rerank)
     Collection.open(collection, store)
@@ -133,7 +138,7 @@ def ask(
 
     from ..rag.answer import ask as run_ask
     from ..rag.collection import Collection
-    from ..rag.retrieve import check_retriever
+    from ..rag.retrieval import check_retriever
 
     check_retriever(retriever, rerank)
     Collection.open(collection, store)
@@ -193,10 +198,10 @@ def evaluate(
 
     from ..checks import whole_number
     from ..config import prepare_out
-    from ..errors import ConfigError
+    from ..errors import ConfigError, DataError
     from ..rag.collection import Collection
     from ..rag.evaluate import Answering, RetrievalEval, read_questions, tables
-    from ..rag.retrieve import RERANKED, RETRIEVERS, check_retriever
+    from ..rag.retrieval import RERANKED, RETRIEVERS, check_retriever
     from ..runs import execute, progress_bar
     from ..store import Store
 
@@ -221,10 +226,16 @@ def evaluate(
     kind = RetrievalEval(items, collection, store, retrievers, str(questions),
                          rerank=_reranker(rerank, n_ctx, threads, loaded) if needs_rerank else None,
                          answering=answering)
+    if not any(kind.qrels.values()) and not answering:
+        raise DataError(f"none of the {len(items)} questions has a relevant chunk in collection {collection} "
+                        "(no evidence text is in any chunk, no relevant id names one): nothing to score")
     db = Store.open()
     try:
         with progress_bar(transient=True) as bar:
             outcome = execute(kind, db, fresh=fresh, progress=bar)
+    except KeyboardInterrupt as exc:  # a RunInterrupted says what is stored and how to resume
+        err(str(exc) or "interrupted")
+        raise typer.Exit(130) from None
     finally:
         db.close()
     console = Console()
@@ -265,7 +276,7 @@ def neighbours(
     store: StoreOpt = None,
 ):
     """The chunks of a collection nearest to TEXT by the cosine similarity of their embeddings."""
-    from ..rag.retrieve import neighbours as nearest
+    from ..rag.retrieval import neighbours as nearest
 
     hits = nearest(text, collection, k=k, store=store)
     if not hits:
@@ -282,6 +293,7 @@ def collections(store: StoreOpt = None):
     from ..rag.collection import Collection, collection_names
     from ..rag.stores import parse_store
 
+    parse_store(store).connect()  # a server that is down says so, rather than listing stale records
     names = collection_names(store)
     if not names:
         err(f"no collections in {parse_store(store).describe()}")

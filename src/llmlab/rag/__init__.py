@@ -9,10 +9,11 @@
 Modules, one idea each: ``documents`` (files -> text), ``chunk`` (text -> token-counted chunks),
 ``collection`` (on-disk layout, manifest, embedder record, write lock), ``stores/`` (the ``--store``
 string, the vector store interface, ChromaDB embedded or server, Qdrant local or server),
-``ingest``, ``bm25``, ``retrieve`` (dense, BM25, fusion, neighbours), ``rerank`` (cross-encoder or
+``ingestion``, ``bm25``, ``retrieval`` (dense, BM25, fusion, neighbours), ``rerank`` (cross-encoder or
 yes/no log-probabilities), ``answer`` (grounded prompt, citations), ``answer_eval`` (reference
 metrics, faithfulness judge), ``evaluate`` (``llmlab rag eval``, a run). Nothing heavy is imported
-until a function runs.
+until a function runs. (The modules are not named after the functions, ``ingest`` and ``retrieve``,
+so that importing one never hides the function of the same name on the package.)
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ __all__ = ["Answer", "Retrieved", "ask", "ingest", "neighbours", "retrieve"]
 
 def __getattr__(name: str):
     if name == "ingest":
-        from .ingest import ingest
+        from .ingestion import ingest
 
         return ingest
     if name in ("retrieve", "Retrieved", "neighbours"):
-        from . import retrieve as module
+        from . import retrieval
 
-        return getattr(module, name)
+        return getattr(retrieval, name)
     if name in ("ask", "Answer"):
         from . import answer
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..errors import RagError
 from .collection import Collection
-from .retrieve import Retrieved, check_retriever, retrieve
+from .retrieval import Retrieved, check_retriever, retrieve
 
 SYSTEM = ("You answer questions using only the numbered sources you are given. After each claim, cite "
           "the source it comes from by its number in square brackets, like [1] or [2]. If the sources "

@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import DataError
 from ..runs.protocol import RunKind, Unit, fingerprint
 from .collection import Collection
-from .retrieve import RERANKED, RETRIEVERS, check_retriever, retrieve
+from .retrieval import RERANKED, RETRIEVERS, check_retriever, retrieve
 
 DEPTH = 10
 METRICS = {"hit@1": "hit_rate@1", "hit@5": "hit_rate@5", "hit@10": "hit_rate@10", "MRR@10": "mrr@10",
@@ -168,7 +168,7 @@ class RetrievalEval(RunKind):
     def answer_unit(self, q: dict) -> dict:
         from .answer import ask
         from .answer_eval import FaithfulnessJudge, faithfulness, reference_scores
-        from .ingest import get_embedder
+        from .ingestion import get_embedder
 
         a = self.answering
         answer = ask(q["question"], self.collection, model=a.model, k=a.k, retriever=a.retriever,
@@ -277,8 +277,9 @@ def tables(summary: dict, header: dict) -> list:
                   title="paired permutation tests", title_justify="left")
     for t in summary["tests"]:
         tests.add_row(t["metric"], t["a"], t["b"], f"{t['difference']:+.3f}", f"{t['p']:.3g}")
+    report = [main, tests] if summary["tests"] else [main]  # one retriever: nothing to compare
     if not summary.get("answers"):
-        return [main, tests]
+        return report
     a, got = header["answering"], summary["answers"]
     judge = f"; judge {a['judge']['model']}" if a.get("judge") else ""
     answers = Table(["answer metric", Column("mean [95% CI]", justify="right"),
@@ -292,7 +293,7 @@ def tables(summary: dict, header: dict) -> list:
         answers.add_row("judged statements", f"{j['supported']} supported, {j['unsupported']} not, "
                         f"{j['errors']} unparseable (errors, not scored)", str(j["statements"]))
     answers.add_row("invalid citations (dropped)", str(got["invalid_citations"]), str(got["questions"]))
-    return [main, tests, answers]
+    return [*report, answers]
 
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:

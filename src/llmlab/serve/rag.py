@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..chat import Message
-from ..errors import ConfigError, RagError
+from ..errors import ConfigError, RagError, StoreUnreachableError
 from .common import ApiError
 
 PREFIX = "rag/"
@@ -68,7 +68,7 @@ class RagModel:
         """The collection exists and the settings are valid; cheap, so it runs before any model loads."""
         from ..checks import did_you_mean, whole_number
         from ..rag.collection import Collection
-        from ..rag.retrieve import RETRIEVERS
+        from ..rag.retrieval import RETRIEVERS
 
         if self.retriever not in RETRIEVERS:
             hint = did_you_mean(self.retriever, RETRIEVERS)
@@ -80,7 +80,7 @@ class RagModel:
     def warm(self) -> None:
         """Load the collection's embedder and open its stores now, so a missing piece fails at start-up
         and the first question is as quick as the next."""
-        from ..rag.retrieve import retrieve
+        from ..rag.retrieval import retrieve
 
         retrieve("warm-up", self.collection, retriever=self.retriever, k=1, store=self.store)
 
@@ -137,6 +137,8 @@ async def ground(rag: RagModel, model, messages: list[Message], limit: int | Non
         grounded, context, dropped = await loop.run_in_executor(_retrieval, lambda: prepare(
             asked, rag.collection, model, k=rag.k, retriever=rag.retriever, store=rag.store,
             max_new_tokens=room))
+    except StoreUnreachableError as exc:  # the vector store is down: the server's trouble, worth a retry
+        raise ApiError(503, str(exc), code="rag_store_unreachable") from exc
     except RagError as exc:  # nothing retrieved, or not even the best excerpt fits: the request's to fix
         message = str(exc).replace("--max-new-tokens", "max_tokens")  # the CLI's word for the limit
         raise ApiError(400, message, param="messages", code="rag_no_context") from exc

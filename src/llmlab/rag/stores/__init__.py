@@ -100,10 +100,19 @@ def _server(engine: str, spec: str, rest: str) -> StoreLocation:
     return StoreLocation(engine, root, host=host, port=port)
 
 
+def _directory(root: Path, spec) -> Path:
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"store {str(spec)!r} is a file, not a directory; give a directory for the store "
+                          "(it is created if it does not exist)")
+    return root
+
+
 def parse_store(store: str | Path | None = None) -> StoreLocation:
     """Where ``--store`` puts collections; an unknown scheme is a ``ConfigError`` with did-you-mean."""
-    if store is None or isinstance(store, Path):
-        root = Path(store).expanduser() if store is not None else _default_root()
+    if isinstance(store, Path):
+        store = str(store)
+    if store is None:
+        root = _default_root()
         return StoreLocation("chroma", root, path=root / "chroma")
     spec = str(store).strip()
     if not spec:
@@ -111,7 +120,7 @@ def parse_store(store: str | Path | None = None) -> StoreLocation:
                           "qdrant+http://HOST:PORT")
     match = _SCHEME.match(spec)
     if not match:
-        root = Path(spec).expanduser()
+        root = _directory(Path(spec).expanduser(), spec)
         return StoreLocation("chroma", root, path=root / "chroma")
     scheme, rest = match.group(1).lower(), match.group(2)
     if scheme in ("chroma+http", "qdrant+http"):
@@ -122,7 +131,7 @@ def parse_store(store: str | Path | None = None) -> StoreLocation:
                               f"{scheme}:DIR")
         if not rest.strip():
             raise ConfigError(f"store {spec!r} names no directory: {scheme}:DIR")
-        root = Path(rest).expanduser()
+        root = _directory(Path(rest).expanduser(), spec)
         return StoreLocation(scheme, root, path=root / scheme)
     hint = did_you_mean(scheme, SCHEMES)
     if not hint and scheme in ("http", "https"):

@@ -125,6 +125,8 @@ class ChromaStore(VectorStore):
                     strict=True)]
 
     def get(self, ids: list[str]) -> list[Hit]:
+        if not ids:
+            return []  # chromadb refuses an empty id list
         with self._calling():
             found = self.collection.get(ids=ids, include=["documents", "metadatas"])
         by_id = {i: Hit(i, t, m) for i, t, m in

@@ -62,7 +62,7 @@ class Retrieved:
 
 
 def dense(coll: Collection, query: str, k: int, embedder: str | None = None) -> list[Hit]:
-    from .ingest import get_embedder
+    from .ingestion import get_embedder
 
     spec = canonical_spec(embedder) if embedder else coll.meta["embedder"]
     coll.check_embedder(spec, command="query")
@@ -73,6 +73,8 @@ def dense(coll: Collection, query: str, k: int, embedder: str | None = None) -> 
 
 def lexical(coll: Collection, query: str, k: int) -> list[Hit]:
     found = bm25.search(coll, query, k)
+    if not found:
+        return []  # no word of the query is in any chunk
     scores = dict(found)
     hits = coll.store.get([i for i, _ in found])
     for hit in hits:
