@@ -29,12 +29,21 @@ class GenerationConfig:
     repeat_penalty: float = 1.0
     # log-probabilities in the stream's chunks: None none, 0 the chosen token's, n also the n best
     logprobs: int | None = None
+    # structured output: a JSON schema dict (True: any JSON object; a pydantic model class is read
+    # through model_json_schema()); checked here, enforced by a grammar where the model can ``grammar``
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop or ()))
+        if self.json_schema is not None:
+            from .schema import as_schema, check_schema
+
+            object.__setattr__(self, "json_schema", as_schema(self.json_schema))
+            if self.json_schema is not None:
+                check_schema(self.json_schema)
         self._check()
 
     def _check(self) -> None:
@@ -77,6 +86,8 @@ class GenerationConfig:
         d["stop"] = list(self.stop)
         if d["logprobs"] is None:  # not asked for: the settings (and fingerprints) read as before
             del d["logprobs"]
+        if d["json_schema"] is None:
+            del d["json_schema"]
         return d
 
 
