@@ -4,7 +4,8 @@
 ``seed``, sampling reproduces run to run on the same backend (not across backends: their random
 number generators differ). ``repeat_penalty=1.0`` means no penalty, as in both llama.cpp and
 transformers. Values are checked when the config is built, so a bad setting fails before any model
-loads.
+loads; that includes ``json_schema`` (structured output, see ``schema.py``): not valid JSON Schema, or
+asking for what a grammar cannot enforce, is one ``ConfigError`` line.
 """
 
 from __future__ import annotations
