@@ -4,7 +4,8 @@
 ``seed``, sampling reproduces run to run on the same backend (not across backends: their random
 number generators differ). ``repeat_penalty=1.0`` means no penalty, as in both llama.cpp and
 transformers. Values are checked when the config is built, so a bad setting fails before any model
-loads.
+loads; that includes ``json_schema`` (structured output, see ``schema.py``): not valid JSON Schema, or
+asking for what a grammar cannot enforce, is one ``ConfigError`` line.
 """
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ class GenerationConfig:
     repeat_penalty: float = 1.0
     # log-probabilities in the stream's chunks: None none, 0 the chosen token's, n also the n best
     logprobs: int | None = None
+    # structured output: a JSON schema dict (True: any JSON object; a pydantic model class is read
+    # through model_json_schema()); checked here, enforced by a grammar where the model can ``grammar``
+    json_schema: dict | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
             object.__setattr__(self, "stop", (self.stop,))
         else:
             object.__setattr__(self, "stop", tuple(self.stop or ()))
+        if self.json_schema is not None:
+            from .schema import as_schema, check_schema
+
+            object.__setattr__(self, "json_schema", as_schema(self.json_schema))
+            if self.json_schema is not None:
+                check_schema(self.json_schema)
         self._check()
 
     def _check(self) -> None:
@@ -77,6 +87,8 @@ class GenerationConfig:
         d["stop"] = list(self.stop)
         if d["logprobs"] is None:  # not asked for: the settings (and fingerprints) read as before
             del d["logprobs"]
+        if d["json_schema"] is None:
+            del d["json_schema"]
         return d
 
 

@@ -9,6 +9,7 @@ kept for anyone who wants it.
     ├── ModelNotFoundError     a model name that resolves to nothing (lists what exists)
     ├── ModelLoadError         a file that is missing, not GGUF, or that the backend refuses
     ├── MissingDependencyError an optional extra is not installed (names the pip command)
+    ├── OutputError            structured output that does not parse or match its JSON schema
     ├── PromptError            an empty prompt, a chat with no user turn, a model with no chat template
     │   └── ContextOverflowError   prompt + max_new_tokens does not fit the context window
     ├── StoreError             the call log cannot be opened, is locked or is corrupt
@@ -56,6 +57,10 @@ class MissingDependencyError(LlmlabError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class OutputError(LlmlabError, ValueError):
+    pass
 
 
 class PromptError(LlmlabError, ValueError):

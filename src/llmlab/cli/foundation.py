@@ -101,17 +101,27 @@ def prompt(
     repeat_penalty: RepeatPenalty = None, n_ctx: NCtx = None,
     stats: Annotated[bool, typer.Option("--stats/--no-stats", help="usage and timings on stderr")] = True,
     base_url: BaseUrl = None, api_key: ApiKey = None, threads: Threads = None,
+    json_schema: Annotated[str | None, typer.Option(
+        "--json-schema", metavar="FILE", help="constrain the output to this JSON schema (llamacpp/ "
+        "models); it is checked after generation, exit 1 if it does not match")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="constrain the output to a JSON object")] = False,
 ):
     """Generate a response, streamed to stdout."""
     from ..chat import Message, check_prompt
     from ..errors import ConfigError
+    from ..schema import read_schema_file
 
     if raw and chat:
         raise ConfigError("--raw and --chat contradict each other; give one")
+    if json_schema and json_out:
+        raise ConfigError("--json-schema and --json contradict each other; give one")
+    schema = read_schema_file(json_schema) if json_schema else (True if json_out else None)
     if text == "-":
         text = read_stdin()
     check_prompt(text)
     config = _config(temperature, top_k, top_p, max_new_tokens, seed, stop, repeat_penalty)
+    if schema is not None:
+        config = config.replace(json_schema=schema)
     m = _load(model, n_ctx, base_url=base_url, api_key=api_key, threads=threads)
     use_chat = chat or (not raw and m.chats)
     if system and not use_chat:
@@ -122,6 +132,9 @@ def prompt(
     _stream_to_stdout(response)
     if stats:
         err(_stats(response))
+    if schema is not None and (problem := response.json_error):
+        err(f"error: {problem}")
+        raise typer.Exit(1)
 
 
 CHAT_HELP = "/exit or /quit to leave, /reset to forget the history, /system TEXT to set the system message"

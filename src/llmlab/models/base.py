@@ -256,6 +256,9 @@ class Model(Capable, ABC):
         config = (config or GenerationConfig()).replace(**overrides)
         if config.logprobs is not None:
             self.require("logprobs", "leave GenerationConfig.logprobs unset")
+        if config.json_schema is not None:
+            self.require("grammar", "structured output (json_schema) is not implemented for this "
+                         "backend yet; use a llamacpp/ model")
         if not isinstance(prompt, str):
             prompt = as_messages(prompt)
         check_prompt(prompt)

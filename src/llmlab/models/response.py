@@ -177,6 +177,26 @@ class Response:
             "runtime": json.dumps(self.model.runtime) if self.model.runtime else None,
         }
 
+    def json(self):
+        """The output parsed as JSON and checked against ``config.json_schema`` where one was given.
+        Raises one ``OutputError`` line when it does not parse or match (and says so when the
+        generation stopped at ``max_new_tokens`` before the value was complete)."""
+        from ..schema import validate_output
+
+        text = self.text
+        return validate_output(text, self.config.json_schema, self.finish_reason, self.config.max_new_tokens)
+
+    @property
+    def json_error(self) -> str | None:
+        """Why :meth:`json` fails, or None when the output parses (and matches the schema)."""
+        from ..errors import OutputError
+
+        try:
+            self.json()
+        except OutputError as exc:
+            return str(exc)
+        return None
+
     def __repr__(self) -> str:
         state = "done" if self.done else "pending"
         return f"<Response {state} {self.usage.completion_tokens} tokens: {''.join(self._pieces)[:40]!r}>"

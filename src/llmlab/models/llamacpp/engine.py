@@ -146,7 +146,7 @@ class Engine:
             decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
                                 is_end=self.model.is_end, is_hidden=self.model.is_hidden,
                                 room=self.n_ctx_seq - len(job.tokens))
-            seq = _Seq(job, slot, make_sampler(job.config, self.n_vocab), decoding)
+            seq = _Seq(job, slot, make_sampler(job.config, self.n_vocab, self.llm._model), decoding)
             last_index = self._prefill(job.tokens, slot, job.cancel)
             if last_index is None:  # its client left during the prompt
                 self._forget(slot)

@@ -35,7 +35,7 @@ _UNKNOWN, _UNUSED, _CONTROL = 1, 2, 8
 
 class LlamaCppModel(Model):
     backend = "llamacpp"
-    capabilities = frozenset({"score", "logprobs", "echo"})
+    capabilities = frozenset({"score", "logprobs", "echo", "grammar"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int = 512, **llama_options):
@@ -122,7 +122,7 @@ class LlamaCppModel(Model):
             raise ContextOverflowError(len(tokens), config.max_new_tokens, llm.n_ctx())
         decoding = Decoding(config, len(tokens), ByteText(lambda t: llm.detokenize([t])),
                             is_end=self.is_end, is_hidden=self.is_hidden, room=llm.n_ctx() - len(tokens))
-        sampler = make_sampler(config, n_vocab)
+        sampler = make_sampler(config, n_vocab, llm._model)
         reason = None
         try:
             self._prefill(tokens, self.reuse_prefix)
