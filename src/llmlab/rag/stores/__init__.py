@@ -109,8 +109,9 @@ def _directory(root: Path, spec) -> Path:
 
 def parse_store(store: str | Path | None = None) -> StoreLocation:
     """Where ``--store`` puts collections; an unknown scheme is a ``ConfigError`` with did-you-mean."""
-    if isinstance(store, Path):
-        store = str(store)
+    if isinstance(store, Path):  # a Path is always a directory, whatever its name looks like
+        root = _directory(store.expanduser(), store)
+        return StoreLocation("chroma", root, path=root / "chroma")
     if store is None:
         root = _default_root()
         return StoreLocation("chroma", root, path=root / "chroma")
