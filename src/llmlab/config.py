@@ -5,7 +5,8 @@
 number generators differ). ``repeat_penalty=1.0`` means no penalty, as in both llama.cpp and
 transformers. Values are checked when the config is built, so a bad setting fails before any model
 loads; that includes ``json_schema`` (structured output, see ``schema.py``): not valid JSON Schema, or
-asking for what a grammar cannot enforce, is one ``ConfigError`` line.
+asking for what a grammar cannot enforce, is one ``ConfigError`` line; and ``tools`` (tool calling,
+see ``tools/spec.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class GenerationConfig:
     # structured output: a JSON schema dict (True: any JSON object; a pydantic model class is read
     # through model_json_schema()); checked here, enforced by a grammar where the model can ``grammar``
     json_schema: dict | None = field(default=None, hash=False)
+    # tool calling: tool definitions in the OpenAI chat format ({"type": "function", "function":
+    # {"name", "description", "parameters"}}; see ``llmlab.tools``), and whether the model may answer
+    # without a call: "auto", "none", "required" or one tool's name
+    tools: tuple = field(default=(), hash=False)
+    tool_choice: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -45,6 +51,11 @@ class GenerationConfig:
             object.__setattr__(self, "json_schema", as_schema(self.json_schema))
             if self.json_schema is not None:
                 check_schema(self.json_schema)
+        if self.tools or self.tool_choice != "auto":
+            from .tools.spec import check_tool_choice, tool_specs
+
+            object.__setattr__(self, "tools", tool_specs(self.tools))
+            check_tool_choice(self.tool_choice, self.tools)
         self._check()
 
     def _check(self) -> None:
@@ -89,6 +100,12 @@ class GenerationConfig:
             del d["logprobs"]
         if d["json_schema"] is None:
             del d["json_schema"]
+        if not self.tools:
+            del d["tools"]
+        else:
+            d["tools"] = list(self.tools)
+        if self.tool_choice == "auto":
+            del d["tool_choice"]
         return d
 
 

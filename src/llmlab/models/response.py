@@ -20,7 +20,7 @@ from ..errors import PromptError
 from .events import Timings, TokenLogprob, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
-    from ..chat import Message
+    from ..chat import Message, ToolCall
     from .base import Model
 
 
@@ -32,8 +32,12 @@ class Response:
     """
 
     def __init__(self, model: Model, prompt: str | list[Message], config: GenerationConfig,
-                 prompt_tokens: int, dropped_messages: int = 0, cancel: threading.Event | None = None):
+                 prompt_tokens: int, dropped_messages: int = 0, cancel: threading.Event | None = None,
+                 stream: Callable | None = None):
         self.model = model
+        # what makes the chunks: the model's own stream, or a wrapper of it (tool calls decoded
+        # under a grammar, ``tools/calling.py``), called as stream(prompt, config, cancel=...)
+        self._stream = stream or model.stream
         self.prompt = prompt
         self.messages = None if isinstance(prompt, str) else list(prompt)
         self.config = config
@@ -91,7 +95,7 @@ class Response:
         start = time.perf_counter()
         first = last = None
         usage = None
-        chunks = self.model.stream(self.prompt, self.config, cancel=self._cancel)
+        chunks = self._stream(self.prompt, self.config, cancel=self._cancel)
         try:
             for chunk in chunks:
                 if self._cancel.is_set():
@@ -175,7 +179,23 @@ class Response:
             "finish_reason": self.finish_reason, "interrupted": int(self.interrupted), "error": self.error,
             "dropped_messages": self.dropped_messages,
             "runtime": json.dumps(self.model.runtime) if self.model.runtime else None,
+            "tool_calls": json.dumps([c.to_dict() for c in self.calls]) if self.tool_calls else None,
         }
+
+    @property
+    def calls(self) -> list[ToolCall]:
+        """The tool calls this response asks for, put together from the stream's deltas (empty when
+        it answered in text)."""
+        from ..chat import ToolCall
+
+        merged: dict[int, list] = {}
+        for d in self.tool_calls:
+            slot = merged.setdefault(d.index, [d.id, d.name, ""])
+            slot[0] = slot[0] or d.id
+            slot[1] = slot[1] or d.name
+            slot[2] += d.arguments
+        return [ToolCall(cid or f"call_{i}", name or "", args or "{}")
+                for i, (cid, name, args) in sorted(merged.items())]
 
     def json(self):
         """The output parsed as JSON and checked against ``config.json_schema`` where one was given.

@@ -50,6 +50,7 @@ class CallStore:
             d["settings"] = json.loads(d["settings"])
             d["messages"] = json.loads(d["messages"]) if d["messages"] else None
             d["runtime"] = json.loads(d["runtime"]) if d.get("runtime") else None
+            d["tool_calls"] = json.loads(d["tool_calls"]) if d.get("tool_calls") else None
             d["interrupted"] = bool(d["interrupted"])
             out.append(d)
         return out

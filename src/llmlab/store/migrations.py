@@ -240,3 +240,10 @@ def m012_runs(db: sqlite3.Connection) -> None:
                json_extract(u.result, '$.call_id') AS call_id,
                json_extract(u.result, '$.error') AS error
         FROM units u JOIN runs r ON r.id = u.run_id WHERE r.kind = 'probe'""")
+
+
+@migration
+def m013_calls_tool_calls(db: sqlite3.Connection) -> None:
+    # the tool calls a response asked for (OpenAI chat format, JSON), so an agent's every step is in
+    # the log: its calls here, the tools' results in the next call's messages
+    db.execute("ALTER TABLE calls ADD COLUMN tool_calls TEXT")
