@@ -15,7 +15,7 @@ from .models.base import Model, ModelInfo, Response, Token
 from .models.registry import load_embedder, load_model
 
 __all__ = ["Chat", "EmbeddingModel", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo",
-           "Response", "Token", "evaluate", "load_embedder", "load_model"]
+           "Response", "Token", "agent", "evaluate", "load_embedder", "load_model", "tool"]
 __version__ = "0.1.0"
 
 
@@ -29,6 +29,10 @@ def __getattr__(name: str):
         import importlib
 
         return importlib.import_module(".rag", __name__)
+    if name in ("agent", "tool"):  # llmlab.agent(model, tools=[...]), @llmlab.tool
+        from . import tools
+
+        return getattr(tools, name)
     if name == "EmbeddingModel":
         from .models.embed import EmbeddingModel
 

@@ -256,11 +256,18 @@ class Model(Capable, ABC):
         config = (config or GenerationConfig()).replace(**overrides)
         if config.logprobs is not None:
             self.require("logprobs", "leave GenerationConfig.logprobs unset")
+        if not isinstance(prompt, str):
+            prompt = as_messages(prompt)
+        if (config.tools or config.tool_choice != "auto") and not self.can("tools"):
+            # no native tool calls: a call is one JSON reply decoded under a grammar (tools/calling.py)
+            self.require("grammar", "tool calling needs native tool calls or constrained decoding")
+            from ..tools.calling import prompt_with_tools
+
+            check_prompt(prompt)
+            return prompt_with_tools(self, prompt, config, overflow, cancel)
         if config.json_schema is not None:
             self.require("grammar", "structured output (json_schema) is not implemented for this "
                          "backend yet; use a llamacpp/ model")
-        if not isinstance(prompt, str):
-            prompt = as_messages(prompt)
         check_prompt(prompt)
         fitted, n_prompt, dropped = self.fit(prompt, config, overflow)
         return Response(self, fitted, config, n_prompt, dropped, cancel=cancel)

@@ -52,6 +52,7 @@ class Response:
         self._pieces: list[str] = []
         self.logprobs: list[TokenLogprob] = []      # filled when ``config.logprobs`` asks for them
         self.tool_calls: list[ToolCallDelta] = []   # the deltas as they came
+        self.raw: str | None = None  # what the model wrote, where the text shown is read from it
         self.log_id: int | None = None              # the call's row in the store, once logged
         self._callbacks: list[Callable[[Response], None]] = []
         self._iterating = False

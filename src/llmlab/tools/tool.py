@@ -55,6 +55,10 @@ class Tool:
     fn: Callable[..., Any] = field(repr=False)
     side_effects: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    # worked uses shown to the model before the request, as turns of a conversation: each a dict of
+    # "request", "arguments", "result" and "answer" (small models copy a shown call far better than
+    # they follow a described one)
+    examples: list[dict] = field(default_factory=list)
     _validator: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -65,7 +69,8 @@ class Tool:
 
     @classmethod
     def from_function(cls, fn: Callable, *, name: str | None = None, description: str | None = None,
-                      side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Tool:
+                      side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                      examples: list[dict] | None = None) -> Tool:
         """A tool from a function with type hints; its docstring says what it does and, per
         parameter, what each argument means. A parameter without a type hint is refused."""
         import docstring_parser
@@ -102,7 +107,8 @@ class Tool:
 
         spec = _one({"name": tool_name, "description": summary or "", "parameters": schema})
         return cls(spec["function"]["name"], spec["function"]["description"], schema, fn,
-                   side_effects=side_effects, timeout=timeout, _validator=model)
+                   side_effects=side_effects, timeout=timeout, examples=list(examples or []),
+                   _validator=model)
 
     def check(self, arguments: str | dict) -> dict:
         """The arguments as a dict of checked values, or ``ValueError`` with one line saying why."""
@@ -169,11 +175,11 @@ class Tool:
 
 
 def tool(fn: Callable | None = None, *, name: str | None = None, description: str | None = None,
-         side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT):
+         side_effects: bool = False, timeout: float = DEFAULT_TIMEOUT, examples: list[dict] | None = None):
     """Make a function a ``Tool``: ``@tool`` or ``@tool(side_effects=True, timeout=5)``."""
     def wrap(f: Callable) -> Tool:
         return Tool.from_function(f, name=name, description=description, side_effects=side_effects,
-                                  timeout=timeout)
+                                  timeout=timeout, examples=examples)
 
     return wrap(fn) if fn is not None else wrap
 

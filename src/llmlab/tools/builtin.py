@@ -1,0 +1,192 @@
+"""Built-in tools: a calculator, dates, search over a RAG collection, and reading files in one folder.
+
+None of them runs code the model wrote or reaches a host the user did not name: the calculator is
+``simpleeval`` with arithmetic operators and a short list of math functions only (no names, no
+attribute access, no strings, bounded powers); the date tools compute with ``datetime``; retrieval
+reads the collection and store the user chose; the file reader resolves every path (symlinks too)
+and refuses anything outside its folder. None has side effects.
+
+``builtin_tools(["calculator", "dates", "rag:novels", "files:notes/"])`` is how the CLI names them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+
+from ..errors import ConfigError
+from .tool import Tool
+
+_FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log,
+              "log10": math.log10, "exp": math.exp, "sin": math.sin, "cos": math.cos, "tan": math.tan,
+              "floor": math.floor, "ceil": math.ceil}
+_NAMES = {"pi": math.pi, "e": math.e}
+_SPELLINGS = str.maketrans({"×": "*", "÷": "/", "−": "-", "^": "**"})  # "^" is a power, as people write it
+
+
+def _evaluator():
+    import ast
+
+    import simpleeval
+
+    ops = {k: v for k, v in simpleeval.DEFAULT_OPERATORS.items()
+           if k in (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd)}
+    return simpleeval.SimpleEval(operators=ops, functions=_FUNCTIONS, names=_NAMES)
+
+
+def calculate(expression: str) -> int | float:
+    """Evaluate an arithmetic expression and return its value.
+
+    Args:
+        expression: arithmetic with + - * / // % ** and parentheses, e.g. (17 * 23) / 4
+    """
+    import simpleeval
+
+    text = expression.translate(_SPELLINGS).replace(",", "").strip().rstrip("=").strip()
+    if not text:
+        raise ValueError("the expression is empty")
+    try:
+        value = _evaluator().eval(text)
+    except ZeroDivisionError:
+        raise ValueError("division by zero") from None
+    except (simpleeval.InvalidExpression, SyntaxError, TypeError, OverflowError, ValueError) as exc:
+        raise ValueError(f"not an arithmetic expression I can evaluate: {expression!r} ({exc})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{expression!r} is not arithmetic")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return round(value, 10) if isinstance(value, float) else value
+
+
+def current_datetime(timezone: str = "UTC") -> dict:
+    """The current date, weekday and time.
+
+    Args:
+        timezone: an IANA time zone such as Europe/Amsterdam (default UTC)
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {timezone!r}") from None
+    now = dt.datetime.now(zone)
+    return {"date": now.date().isoformat(), "weekday": now.strftime("%A"), "time": now.strftime("%H:%M"),
+            "timezone": timezone}
+
+
+def days_between(start: dt.date, end: dt.date) -> int:
+    """The number of days from one date to another (negative if end is earlier).
+
+    Args:
+        start: the first date, YYYY-MM-DD
+        end: the second date, YYYY-MM-DD
+    """
+    return (end - start).days
+
+
+def add_days(date: dt.date, days: int) -> dict:
+    """The date a number of days after (or, if negative, before) a date, with its weekday.
+
+    Args:
+        date: the starting date, YYYY-MM-DD
+        days: how many days to add; negative to go back
+    """
+    try:
+        out = date + dt.timedelta(days=days)
+    except OverflowError:
+        raise ValueError("the date is out of range") from None
+    return {"date": out.isoformat(), "weekday": out.strftime("%A")}
+
+
+def calculator() -> Tool:
+    return Tool.from_function(calculate, name="calculator", examples=[
+        {"request": "What is 12 times 7?", "arguments": {"expression": "12 * 7"}, "result": "84",
+         "answer": "12 times 7 is 84."}])
+
+
+def date_tools() -> list[Tool]:
+    return [
+        Tool.from_function(current_datetime, examples=[
+            {"request": "What is the date today?", "arguments": {}, "answer": "Today is Wednesday, 2025-05-14.",
+             "result": {"date": "2025-05-14", "weekday": "Wednesday", "time": "09:30", "timezone": "UTC"}}]),
+        Tool.from_function(days_between, examples=[
+            {"request": "How many days are there from 2025-03-01 to 2025-04-15?",
+             "arguments": {"start": "2025-03-01", "end": "2025-04-15"}, "result": 45,
+             "answer": "There are 45 days from 2025-03-01 to 2025-04-15."}]),
+        Tool.from_function(add_days, examples=[
+            {"request": "What date is 10 days after 2025-06-25?", "arguments": {"date": "2025-06-25", "days": 10},
+             "result": {"date": "2025-07-05", "weekday": "Saturday"}, "answer": "10 days after 2025-06-25 is "
+             "Saturday, 2025-07-05."}]),
+    ]
+
+
+def retrieval_tool(collection: str, *, k: int = 3, store=None, retriever: str = "hybrid") -> Tool:
+    """``search_documents(query)``: the ``k`` best passages of a RAG collection, with their sources."""
+    from ..rag.retrieval import check_retriever
+
+    check_retriever(retriever)
+
+    def search_documents(query: str) -> list[dict]:
+        """Search the document collection for passages about a query.
+
+        Args:
+            query: what to look for, in a few words
+        """
+        from ..rag.retrieval import retrieve
+
+        hits = retrieve(query, collection, retriever=retriever, k=k, store=store)
+        return [{"source": h.where(), "text": h.text} for h in hits]
+
+    return Tool.from_function(search_documents, timeout=60.0)
+
+
+def file_reader(folder: str | Path, *, max_bytes: int = 20_000) -> Tool:
+    """``read_file(path)``: a text file under ``folder`` (only there: ``..`` and symlinks out are refused)."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"files:{folder}: no such folder")
+
+    def read_file(path: str) -> str:
+        """Read a text file from the allowed folder.
+
+        Args:
+            path: the file's path relative to the folder
+        """
+        target = (root / path).resolve()
+        if not target.is_relative_to(root):
+            raise PermissionError(f"{path!r} is outside the allowed folder")
+        if not target.is_file():
+            names = sorted(p.name for p in root.iterdir() if p.is_file())[:20]
+            raise FileNotFoundError(f"no file {path!r}; files here: {', '.join(names) or 'none'}")
+        data = target.read_bytes()[:max_bytes]
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path!r} is not UTF-8 text") from None
+
+    return Tool.from_function(read_file)
+
+
+BUILTIN = {"calculator": "arithmetic without eval", "dates": "current date and time, days between dates, "
+           "adding days", "rag:COLLECTION": "search a RAG collection", "files:FOLDER": "read text files "
+           "in one folder"}
+
+
+def builtin_tools(names: list[str], *, store=None) -> list[Tool]:
+    """Tools by the names the CLI takes: ``calculator``, ``dates``, ``rag:COLLECTION``, ``files:FOLDER``."""
+    tools: list[Tool] = []
+    for name in names:
+        kind, _, arg = name.partition(":")
+        if kind == "calculator" and not arg:
+            tools.append(calculator())
+        elif kind == "dates" and not arg:
+            tools += date_tools()
+        elif kind == "rag" and arg:
+            tools.append(retrieval_tool(arg, store=store))
+        elif kind == "files" and arg:
+            tools.append(file_reader(arg))
+        else:
+            raise ConfigError(f"unknown tool {name!r}; built-in tools: {', '.join(BUILTIN)}")
+    return tools
