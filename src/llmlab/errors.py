@@ -17,6 +17,8 @@ kept for anyone who wants it.
     ├── DataError              a dataset that cannot be evaluated: missing file or column, empty,
     │                          not UTF-8, labels outside the task's set, a row beyond the context
     ├── SuiteError             an unknown probe suite, or a malformed suite file (names file and line)
+    ├── FlowError              a flow file that cannot be used (names file and line), or a flow that
+    │                          does not fit its data (a column or step it reads is not there)
     ├── RagError               retrieval: a document that cannot be read, an empty folder
     │   ├── CollectionNotFoundError  no collection of that name (did-you-mean over existing ones)
     │   ├── CollectionBusyError      another process is writing the collection now
@@ -109,6 +111,10 @@ class NotSupportedError(BackendError, NotImplementedError):
 
 class SuiteError(LlmlabError, ValueError):
     """An unknown probe suite, or a suite file that cannot be used; the message names file and line."""
+
+
+class FlowError(LlmlabError, ValueError):
+    """A malformed flow file, or one that reads what is not there; the message names file and line."""
 
 
 class TaskError(LlmlabError, ValueError):

@@ -64,25 +64,26 @@ def as_schema(value) -> dict | None:
         raise ConfigError(f"json_schema is not JSON: {exc}") from None
 
 
-def read_schema_file(path) -> dict:
-    """A JSON schema from a file (the CLI's ``--json-schema FILE``), with one-line errors."""
+def read_schema_file(path, label: str = "--json-schema") -> dict:
+    """A JSON schema from a file (the CLI's ``--json-schema FILE``, a flow step's ``json_schema``),
+    with one-line errors that start with ``label`` and the path."""
     from pathlib import Path
 
     p = Path(path).expanduser()
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"--json-schema {p}: no such file") from None
+        raise ConfigError(f"{label} {p}: no such file") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"--json-schema {p}: not UTF-8 text") from None
+        raise ConfigError(f"{label} {p}: not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"--json-schema {p}: cannot read it ({exc.strerror or exc})") from None
+        raise ConfigError(f"{label} {p}: cannot read it ({exc.strerror or exc})") from None
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"--json-schema {p}: not JSON ({exc})") from None
+        raise ConfigError(f"{label} {p}: not JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise ConfigError(f"--json-schema {p}: a JSON schema is an object {{...}}, "
+        raise ConfigError(f"{label} {p}: a JSON schema is an object {{...}}, "
                           f"not {type(value).__name__}")
     return value
 

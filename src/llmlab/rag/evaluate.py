@@ -298,14 +298,8 @@ def tables(summary: dict, header: dict) -> list:
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     """Stored retrieval evaluations re-opened (``llmlab runs show``)."""
-    out = []
-    for row in rows:
-        for table in tables(row["summary"] or {"retrievers": {}, "tests": [], "unanswerable": []},
-                            row["header"]):
-            if fmt == "markdown":
-                out.append(table.to_markdown())
-            elif fmt == "csv":
-                out.append(table.to_csv())
-            else:
-                console.print(table.to_rich())
-    return "\n\n".join(out) + "\n" if out else None
+    from ..runs.table import show_tables
+
+    empty = {"retrievers": {}, "tests": [], "unanswerable": []}
+    return show_tables([t for row in rows for t in tables(row["summary"] or empty, row["header"])], fmt,
+                       console)

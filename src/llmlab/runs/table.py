@@ -89,5 +89,19 @@ class Table:
         return buf.getvalue()
 
 
+def show_tables(tables: list[Table], fmt: str, console) -> str | None:
+    """Tables as a re-opened run's report (``llmlab runs show``): printed to ``console`` for
+    ``terminal``, else returned as markdown or CSV text, blank-line separated (None when printed)."""
+    out = []
+    for table in tables:
+        if fmt == "markdown":
+            out.append(table.to_markdown())
+        elif fmt == "csv":
+            out.append(table.to_csv())
+        else:
+            console.print(table.to_rich())
+    return "\n\n".join(out) + "\n" if out else None
+
+
 def _text(x) -> str:
     return "" if x is None else str(x)

@@ -7,7 +7,8 @@ sandboxed jinja2 renderer for the templates in those files. Chat templates are n
 they follow the model's own rules and keep their environment in ``llmlab.chat``.
 """
 
-from .templates import check_template, render, template_variables
+from .templates import check_template, render, template_attributes, template_variables
 from .yaml import LineDict, Where, load, parse
 
-__all__ = ["LineDict", "Where", "check_template", "load", "parse", "render", "template_variables"]
+__all__ = ["LineDict", "Where", "check_template", "load", "parse", "render", "template_attributes",
+           "template_variables"]

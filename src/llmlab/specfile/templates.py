@@ -80,3 +80,28 @@ def template_variables(source: str) -> set[str]:
         return set(meta.find_undeclared_variables(_environment().parse(source)))
     except TemplateError:
         return set()
+
+
+def template_attributes(source: str) -> set[tuple[str, str]]:
+    """The ``(variable, key)`` pairs ``source`` reads as ``{{ variable.key }}`` or
+    ``{{ variable["key"] }}``, so a file can be checked against the fields its values will have
+    before anything runs (a flow's ``{{ row.summary }}`` against the data's columns).
+
+    >>> sorted(template_attributes("{{ row.review }} {{ extract['name'] }} {{ input }}"))
+    [('extract', 'name'), ('row', 'review')]
+    """
+    from jinja2 import TemplateError, nodes
+
+    try:
+        tree = _environment().parse(source)
+    except TemplateError:
+        return set()
+    out = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if not isinstance(node.node, nodes.Name):
+            continue
+        if isinstance(node, nodes.Getattr):
+            out.add((node.node.name, node.attr))
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            out.add((node.node.name, node.arg.value))
+    return out
