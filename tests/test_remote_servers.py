@@ -5,6 +5,7 @@ started once with an API key; and clear errors for an unreachable server."""
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -27,15 +28,22 @@ SAFE_SERVER = ("import runpy\nfrom llmlab.models.llamacpp.cpu import llama_param
 QUESTION = "Where is Groningen located?"
 
 
-@pytest.fixture(scope="module")
-def llama_cpp_server(tmp_path_factory):
+@contextmanager
+def llama_cpp_server_process(tmp_path_factory, *extra: str):
+    """llama-cpp-python's server on the bundled SmolLM2, with an API key and ``extra`` options."""
     port = free_port()
     command = [sys.executable, "-c", SAFE_SERVER, "--model", str(BUNDLED["smollm2"].path()),
                "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-               "--api_key", KEY, "--verbose", "false"]
+               "--api_key", KEY, "--verbose", "false", *extra]
     log = tmp_path_factory.mktemp("llama_cpp_server") / "server.log"
     with ServerProcess(command=command, port=port, ready_path="/docs", log=log) as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def llama_cpp_server(tmp_path_factory):
+    with llama_cpp_server_process(tmp_path_factory) as url:
+        yield url
 
 
 @pytest.fixture

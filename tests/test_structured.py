@@ -134,9 +134,21 @@ def test_the_serving_engine_constrains_each_request(smollm2):
 
 
 def test_a_backend_without_grammars_refuses_in_one_line():
-    from llmlab.models.openai import OpenAIModel
+    from llmlab.models.base import Model, ModelInfo
 
-    model = OpenAIModel("gpt-4o-mini", api_key="x", check=False)
+    class NoGrammar(Model):  # a fake backend that declares nothing (the remote ones pass schemas on)
+        backend = "fake"
+
+        def stream(self, prompt, config, cancel=None):
+            yield from ()
+
+        def encode(self, text):
+            return []
+
+        def tokenize(self, text):
+            return []
+
+    model = NoGrammar(ModelInfo("m", "fake"))
     assert not model.can("grammar")
     with pytest.raises(NotSupportedError, match="cannot follow a grammar") as exc:
         model.prompt("hi", json_schema=PERSON)

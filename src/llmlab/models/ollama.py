@@ -9,6 +9,16 @@ A chat goes to ``/api/chat``, where Ollama applies the model's template; a plain
 ``GenerationConfig`` maps onto Ollama's options (``num_predict``, ``temperature`` 0 for greedy,
 ``top_k``, ``top_p``, ``seed``, ``stop``, ``repeat_penalty``).
 
+Structured output: ``json_schema`` is sent as Ollama's ``format`` (``"json"`` for any object), and the
+answer is validated, re-asked and refused as ``remote.py`` describes. Tool calls: ``tools`` go in
+Ollama's ``/api/chat`` shape; a call arrives whole (its arguments a JSON object) and becomes one
+``ToolCallDelta``; the finish reason is then ``tool_calls``. An assistant turn's calls are sent with
+their arguments as an object, a tool result with ``tool_name`` (its call's tool). Ollama's API has no
+``tool_choice``, so llmlab emulates it honestly: ``"none"`` sends no tools, a tool's name sends that
+tool alone, and ``"required"`` or a name is checked on the answer: a text answer is asked for again,
+then one ``OutputError``, never taken as a call. A model whose ``/api/show`` capabilities lack
+``tools`` does not declare ``tools``.
+
 What it gives up: Ollama's API has no tokenizer and returns no log-probabilities of the prompt, so
 ``encode``/``tokenize`` and ``score`` raise ``NotSupportedError`` (the generation's own token counts
 come from the server), and the context window is not checked here. Ollama silently truncates a
@@ -17,14 +27,19 @@ prompt longer than its ``num_ctx``; pass ``num_ctx=`` to set the window it alloc
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..chat import Message
 from ..config import GenerationConfig
-from ..errors import BackendError, NotSupportedError, RemoteModelNotFoundError
-from .base import Chunk, ModelInfo, Token, Usage
-from .remote import RemoteModel, env_first, split_url
+from ..errors import BackendError, NotSupportedError, PromptError, RemoteModelNotFoundError
+from ..schema import ANY_OBJECT
+from .base import Chunk, ModelInfo, Token, ToolCallDelta, Usage
+from .remote import RemoteModel, env_first, forced_tool, split_url
+
+if TYPE_CHECKING:
+    import threading
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 
@@ -63,7 +78,6 @@ def ollama_options(config: GenerationConfig, num_ctx: int | None = None) -> dict
 
 class OllamaModel(RemoteModel):
     backend = "ollama"
-    capabilities = frozenset()
     key_hint = "$OLLAMA_API_KEY"
 
     def __init__(self, model_name: str, name: str | None = None, base_url: str | None = None,
@@ -107,6 +121,8 @@ class OllamaModel(RemoteModel):
         self.info.instruct = bool(show.get("template")) if "completion" in caps or not caps else None
         self.info.extra.update(format=details.get("format"), ollama_template=show.get("template"),
                                capabilities=caps)
+        if caps and "tools" not in caps:  # Ollama says which models take tools; this one does not
+            self.capabilities = self.capabilities - {"tools"}
 
     def list_models(self) -> list[str]:
         r = self.request("GET", "/api/tags")
@@ -114,8 +130,9 @@ class OllamaModel(RemoteModel):
 
     # --- generation ------------------------------------------------------------------------------
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig,
-               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+    def _stream(self, prompt: str | list[Message], config: GenerationConfig,
+                cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        self.refuse_raw_tools(prompt, config)
         body = {"model": self.info.name, "stream": True,
                 "options": ollama_options(config, self.num_ctx)}
         if isinstance(prompt, str):
@@ -123,18 +140,37 @@ class OllamaModel(RemoteModel):
             body.update(prompt=prompt, raw=True)
         else:
             path, key = "/api/chat", "message"
-            body["messages"] = [m.to_dict() for m in prompt]
+            body["messages"] = ollama_messages(prompt)
+        if config.json_schema is not None:
+            body["format"] = "json" if config.json_schema == ANY_OBJECT else config.json_schema
+        if config.tools and config.tool_choice != "none":
+            # Ollama has no tool_choice: a tool's name sends that tool alone, and "required" or a
+            # name is checked on the answer (re-asked, then one clear error; see remote.py)
+            forced = forced_tool(config)
+            body["tools"] = [t for t in config.tools if forced in (None, "*", t["function"]["name"])]
         n = 0
+        calls = 0
         with self.open("POST", path, json_body=body) as response:
             for event in self.json_lines(response):
                 if "error" in event:
                     raise BackendError(f"the ollama server failed while generating: {event['error']}")
-                piece = event.get(key) or ""
-                if key == "message":
-                    piece = (piece or {}).get("content") or ""
+                message = (event.get(key) or {}) if key == "message" else {}
+                piece = (message.get("content") or "") if key == "message" else (event.get(key) or "")
+                deltas = []
+                for call in message.get("tool_calls") or []:
+                    fn = call.get("function") or {}
+                    args = fn.get("arguments")
+                    deltas.append(ToolCallDelta(calls, call.get("id"), fn.get("name"),
+                                                args if isinstance(args, str) else json.dumps(args or {})))
+                    calls += 1
+                if deltas:
+                    n += 1
+                    yield Chunk("", usage=self.running(n))
+                    yield Chunk("", tool_calls=deltas)
                 if event.get("done"):
                     usage = Usage(int(event.get("prompt_eval_count") or 0), int(event.get("eval_count") or n))
-                    yield Chunk(piece, finish_reason=_finish(event.get("done_reason")), usage=usage)
+                    finish = "tool_calls" if calls else _finish(event.get("done_reason"))
+                    yield Chunk(piece, finish_reason=finish, usage=usage)
                     return
                 if piece:
                     n += 1
@@ -157,6 +193,33 @@ class OllamaModel(RemoteModel):
             "Ollama's API returns no log-probabilities of the prompt, so ollama/ models cannot "
             "score; use --method generate, or an OpenAI-compatible server with echo+logprobs "
             "(openai/NAME@URL, e.g. llmlab serve or llama.cpp's server)")
+
+
+def ollama_messages(messages: list[Message]) -> list[dict]:
+    """Messages in Ollama's shape: an assistant's tool calls with their arguments as an object, and
+    a tool result naming its tool (``tool_name``, found from the call it answers) where known."""
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out = []
+    for m in messages:
+        d = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            d["tool_calls"] = [{"function": {"name": c.name, "arguments": _arguments(c)}}
+                               for c in m.tool_calls]
+        if m.tool_call_id is not None and names.get(m.tool_call_id):
+            d["tool_name"] = names[m.tool_call_id]
+        out.append(d)
+    return out
+
+
+def _arguments(call) -> dict:
+    try:
+        args = json.loads(call.arguments or "{}")
+    except ValueError:
+        args = None
+    if not isinstance(args, dict):
+        raise PromptError(f"the call of {call.name!r} in this chat has arguments that are not a JSON "
+                          f"object ({call.arguments[:80]!r}); Ollama takes only an object")
+    return args
 
 
 def _parameter(parameters: str, key: str) -> str | None:

@@ -9,6 +9,21 @@ to ``/v1/completions`` and is completed as it is. Both stream as server-sent eve
 asked for in the last event. ``top_k`` and ``repeat_penalty`` are not in OpenAI's own API, so they
 are sent to every server except api.openai.com (``extra_params=`` overrides that guess).
 
+Structured output: ``json_schema`` is sent as ``response_format`` ``{"type": "json_schema",
+"json_schema": {"name": "output", "schema": ..., "strict": true}}`` (``{"type": "json_object"}`` for
+any object). A server that refuses that form (llama-cpp-python's answers HTTP 500, "Input should be
+'text' or 'json_object'") is sent ``{"type": "json_object", "schema": ...}`` instead, the form
+llama-cpp-python's server enforces with a grammar, and keeps getting it. The answer is validated,
+re-asked and refused as ``remote.py`` describes. OpenAI's strict mode wants every property required
+and ``additionalProperties: false``; it refuses other schemas, in one line.
+
+Tool calls: ``tools`` and ``tool_choice`` (``"auto"``, ``"required"``, or ``{"type": "function", ...}``
+for a name; ``"none"`` sends no tools) go as OpenAI's API has them; streamed ``delta.tool_calls``
+become ``ToolCallDelta`` chunks and the finish reason ``tool_calls``. Messages with tool calls and
+tool results are already in OpenAI's shape. llama-cpp-python's server (``--chat_format
+chatml-function-calling``) cannot stream a call it chooses itself (``auto``): it ends the stream
+empty, and the request is then made once more unstreamed; it fails on ``"required"`` (HTTP 500).
+
 ``score()`` works the way lm-evaluation-harness does it: ``/v1/completions`` with the context and
 continuation as the prompt, ``echo: true`` and ``logprobs``, summing the log-probabilities of the
 tokens that start inside the continuation. That needs a server that returns prompt log-probabilities
@@ -21,16 +36,21 @@ llama.cpp's server and llmlab serve, ``/extras/tokenize`` of llama-cpp-python's)
 
 from __future__ import annotations
 
-import threading
+import json
 from collections.abc import Iterator
 from functools import cached_property
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from ..chat import Message, as_messages
 from ..config import GenerationConfig
 from ..errors import BackendError, NotSupportedError, RemoteModelNotFoundError
-from .base import Chunk, ModelInfo, Token, Usage
+from ..schema import ANY_OBJECT
+from .base import Chunk, ModelInfo, Token, ToolCallDelta, Usage
 from .remote import RemoteModel, env_first, split_url
+
+if TYPE_CHECKING:
+    import threading
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -44,7 +64,7 @@ def normalize_base_url(url: str) -> str:
 
 class OpenAIModel(RemoteModel):
     backend = "openai"
-    capabilities = frozenset({"score"})
+    capabilities = frozenset({"score", "tools", "grammar"})
     key_hint = "$OPENAI_API_KEY or api_key="
 
     def __init__(self, model_name: str, name: str | None = None, base_url: str | None = None,
@@ -56,6 +76,7 @@ class OpenAIModel(RemoteModel):
         api_key = api_key or env_first("LLMLAB_OPENAI_API_KEY", "OPENAI_API_KEY")
         super().__init__(ModelInfo(name=model_name, backend=self.backend), base_url, api_key, **http_options)
         self.root = self.base_url.removesuffix("/v1")
+        self._schema_style = "json_schema"  # or "json_object", once a server has refused json_schema
         self.extra_params = extra_params if extra_params is not None else \
             urlsplit(self.base_url).hostname != "api.openai.com"
         if check:
@@ -120,8 +141,8 @@ class OpenAIModel(RemoteModel):
             params["repeat_penalty"] = config.repeat_penalty
         return params
 
-    def stream(self, prompt: str | list[Message], config: GenerationConfig,
-               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+    def _request_body(self, prompt: str | list[Message], config: GenerationConfig) -> tuple[str, dict]:
+        self.refuse_raw_tools(prompt, config)
         body = self._params(config)
         body.update(stream=True, stream_options={"include_usage": True})
         if isinstance(prompt, str):
@@ -130,26 +151,76 @@ class OpenAIModel(RemoteModel):
         else:
             path = "/chat/completions"
             body["messages"] = [m.to_dict() for m in prompt]
+        if config.json_schema is not None:
+            body["response_format"] = response_format(config.json_schema, self._schema_style)
+        if config.tools and config.tool_choice != "none":
+            body["tools"] = list(config.tools)
+            body["tool_choice"] = config.tool_choice if config.tool_choice in ("auto", "required") else \
+                {"type": "function", "function": {"name": config.tool_choice}}
+        return path, body
+
+    def _stream(self, prompt: str | list[Message], config: GenerationConfig,
+                cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        raw = isinstance(prompt, str)
         n = 0
         finish = None
         usage = None
+        called = False
+        for event in self._answer(prompt, config):
+            if event.get("usage"):
+                u = event["usage"]
+                usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+            for choice in event.get("choices") or []:
+                delta = choice.get("delta") or choice.get("message") or {}
+                piece = choice.get("text") if raw else delta.get("content")
+                calls = tool_call_deltas(delta.get("tool_calls"))
+                if piece or calls:
+                    n += 1
+                    called = called or bool(calls)
+                    yield Chunk("", usage=self.running(n))
+                    yield Chunk(piece or "", tool_calls=calls)
+                finish = choice.get("finish_reason") or finish
+        if called:
+            finish = "tool_calls"  # some servers say "stop" after a call
+        yield Chunk("", finish_reason=finish or "stop", usage=usage or self.running(n))
+
+    def _answer(self, prompt: str | list[Message], config: GenerationConfig) -> Iterator[dict]:
+        path, body = self._request_body(prompt, config)
+        try:
+            yield from self._events(path, body)
+        except NotSupportedError as exc:  # raised before any event
+            if "response_format" not in body or self._schema_style != "json_schema" \
+                    or "structured output" not in str(exc):
+                raise
+            # llama-cpp-python's server knows only {"type": "json_object", "schema": ...} (an
+            # extension some servers share): use that form with this server from now on
+            self._schema_style = "json_object"
+            yield from self._events(*self._request_body(prompt, config))
+
+    def _events(self, path: str, body: dict) -> Iterator[dict]:
+        """The stream's decoded events. A stream that ends before its first event, where a request
+        with tools was sent, is asked for once more whole (``stream: false``): llama-cpp-python's
+        server cannot stream a tool call it chooses itself (``tool_choice: auto``) and, having sent
+        its headers, ends the stream empty."""
+        seen = False
         with self.open("POST", path, json_body=body) as response:
             for event in self.json_lines(response, prefix="data:"):
                 if "error" in event:
                     err = event["error"]
                     raise BackendError(f"the openai server failed while generating: "
                                        f"{err.get('message', err) if isinstance(err, dict) else err}")
-                if event.get("usage"):
-                    u = event["usage"]
-                    usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
-                for choice in event.get("choices") or []:
-                    piece = choice.get("text") if path == "/completions" else \
-                        (choice.get("delta") or {}).get("content")
-                    if piece:
-                        n += 1
-                        yield from self.counted(piece, n)
-                    finish = choice.get("finish_reason") or finish
-        yield Chunk("", finish_reason=finish or "stop", usage=usage or self.running(n))
+                seen = True
+                yield event
+        if seen:
+            return
+        if "tools" not in body:
+            raise BackendError(f"the openai server at {self.base_url} ended the stream without an "
+                               "answer (its own log may say why)")
+        whole = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+        answer = self.request("POST", path, json_body=whole).json()
+        if not answer.get("choices"):
+            raise BackendError(f"the openai server at {self.base_url} sent no answer: {str(answer)[:120]}")
+        yield answer
 
     # --- log-probabilities -----------------------------------------------------------------------
 
@@ -263,6 +334,31 @@ class OpenAIModel(RemoteModel):
                                  json_body={"tokens": [t], "model": self.info.name})
                 out.append(Token(int(t), r.json().get("text", "")))
         return out
+
+
+def response_format(schema: dict, style: str = "json_schema") -> dict:
+    """``response_format`` for a JSON schema: OpenAI's ``json_schema`` form, ``json_object`` for the
+    any-object schema, or (``style="json_object"``) the ``{"type": "json_object", "schema": ...}``
+    form of llama-cpp-python's server."""
+    if schema == ANY_OBJECT:
+        return {"type": "json_object"}
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": True}}
+
+
+def tool_call_deltas(items) -> list[ToolCallDelta]:
+    """OpenAI's streamed ``delta.tool_calls`` (or a whole ``message.tool_calls``) as deltas."""
+    out = []
+    for i, item in enumerate(items or []):
+        fn = item.get("function") or {}
+        args = fn.get("arguments")
+        if args is not None and not isinstance(args, str):  # a server that sends an object
+            args = json.dumps(args)
+        index = item.get("index")
+        out.append(ToolCallDelta(index if isinstance(index, int) else i, item.get("id"), fn.get("name"),
+                                 args or ""))
+    return out
 
 
 def _offsets(tokens: list[str]) -> list[int]:

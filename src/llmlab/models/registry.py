@@ -129,8 +129,9 @@ HTTP_OPTIONS = {"base_url", "api_key", "timeout", "connect_timeout", "retries", 
 OPTIONS = {
     "llamacpp": {"n_ctx", "n_threads", "n_batch", "verbose"},
     "hf": {"n_ctx", "n_threads", "dtype", "verbose"},
-    "ollama": HTTP_OPTIONS | {"n_ctx", "num_ctx"},  # n_ctx is sent as Ollama's num_ctx
-    "openai": HTTP_OPTIONS | {"extra_params"},
+    # output_retries: how often an answer that breaks its json_schema or tool_choice is asked again
+    "ollama": HTTP_OPTIONS | {"n_ctx", "num_ctx", "output_retries"},  # n_ctx is sent as Ollama's num_ctx
+    "openai": HTTP_OPTIONS | {"extra_params", "output_retries"},
 }
 # a local backend hands any other keyword to its library (llama_cpp.Llama, from_pretrained)
 PASSED_ON = {"llamacpp": "llama_cpp.Llama()", "hf": "transformers' from_pretrained()"}

@@ -17,6 +17,22 @@ a running token count (one per streamed event), so a stream cut off part-way is 
 without a tokenizer.
 
 A model name may carry its server: ``ollama/llama3.2:1b@http://127.0.0.1:11434``.
+
+Structured output and tool calls are passed through to the server in its own API's shape (see each
+backend), and what comes back is checked here, since a server may accept the request and ignore
+it. With ``json_schema`` set, or a ``tool_choice`` of ``"required"`` or a tool's name, the stream is
+*buffered*: the whole answer is collected, checked (``schema.validate_output``; a call of the right
+tool), and only then yielded, chunk by chunk as it came, so a consumer never sees text that is then
+taken back. An answer that breaks the constraint is asked for again, up to ``output_retries`` times
+(a load option, default 2); after that the stream raises one ``OutputError`` line saying the server
+appears to ignore the schema (or tool choice) and quoting what came back. An answer cut off at
+``max_new_tokens`` is not asked for again (it would be cut again): it is yielded, and
+``Response.json()`` says to raise ``max_new_tokens``. Time to first token is then the time to the
+whole answer, and the usage is the accepted answer's. Without such a constraint nothing is buffered.
+
+A server that refuses a request because of its tools or output format (an HTTP error whose message
+names them) is one ``NotSupportedError`` line. Such a request is not retried on HTTP 500: servers
+that cannot do them answer 500 (llama-cpp-python's does), and asking again repeats the failure.
 """
 
 from __future__ import annotations
@@ -27,6 +43,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from ..chat import Message, Overflow
 from ..config import GenerationConfig
@@ -34,13 +51,22 @@ from ..errors import (
     AuthenticationError,
     BackendError,
     MissingDependencyError,
+    NotSupportedError,
+    OutputError,
     RemoteModelNotFoundError,
     ServerBusyError,
     ServerUnreachableError,
 )
 from .base import Chunk, Model, ModelInfo, Usage
 
+if TYPE_CHECKING:
+    import threading
+
 RETRY_STATUS = {429, 500, 502, 503, 504}
+# request fields that ask a server for a feature it may not have: (what to call it, a word that a
+# server's refusal of it contains)
+FEATURES = {"tools": ("tool calling", "tool"), "tool_choice": ("tool calling", "tool"),
+            "response_format": ("structured output", "format"), "format": ("structured output", "format")}
 
 
 def env_first(*names: str) -> str | None:
@@ -73,6 +99,15 @@ def error_message(response) -> str:
     return str(body)[:300]
 
 
+def _features(body) -> list[str]:
+    """The optional features a request body asks for (its keys in ``FEATURES``)."""
+    return [k for k in FEATURES if isinstance(body, dict) and body.get(k)]
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    return " ".join(str(text).split())[:limit]
+
+
 class RemoteModel(Model):
     """Base of the HTTP backends: subclasses set ``default_url`` and implement the protocol."""
 
@@ -80,9 +115,11 @@ class RemoteModel(Model):
     key_hint = "--api-key"
     server_templates = True
 
+    capabilities = frozenset({"tools", "grammar"})  # passed to the server, checked on what comes back
+
     def __init__(self, info: ModelInfo, base_url: str, api_key: str | None = None,
                  timeout: float = 120.0, connect_timeout: float = 5.0, retries: int = 3,
-                 backoff: float = 0.5, transport=None):
+                 backoff: float = 0.5, transport=None, output_retries: int = 2):
         try:
             import httpx
         except ImportError as exc:
@@ -91,6 +128,7 @@ class RemoteModel(Model):
         self.base_url = base_url.rstrip("/")
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
+        self.output_retries = max(0, int(output_retries))
         headers = {"User-Agent": "llmlab"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -117,6 +155,8 @@ class RemoteModel(Model):
         import httpx
 
         attempt = 0
+        asks = _features(json_body)
+        retry_status = RETRY_STATUS - {500} if asks else RETRY_STATUS
         while True:
             try:
                 req = self.http.build_request(method, path, json=json_body)
@@ -128,7 +168,7 @@ class RemoteModel(Model):
                     attempt += 1
                     continue
                 raise self._unreachable(exc) from exc
-            if response.status_code in RETRY_STATUS and attempt < self.retries:
+            if response.status_code in retry_status and attempt < self.retries:
                 delay = self._delay(attempt, response.headers.get("retry-after"))
                 response.close()
                 time.sleep(delay)
@@ -136,7 +176,7 @@ class RemoteModel(Model):
                 continue
             try:
                 if not (missing_ok and response.status_code in (404, 405)):
-                    self._check(response, path)
+                    self._check(response, path, asks)
                 yield response
             finally:
                 response.close()
@@ -163,7 +203,7 @@ class RemoteModel(Model):
     def url_hint(self) -> str:
         return "the model name's @URL suffix or the environment"
 
-    def _check(self, response, path: str) -> None:
+    def _check(self, response, path: str, asks: list[str] = ()) -> None:
         status = response.status_code
         if status < 400:
             return
@@ -178,11 +218,22 @@ class RemoteModel(Model):
             raise RemoteModelNotFoundError(
                 f"the {self.backend} server at {self.base_url} has no model {self.info.name!r} "
                 f"({message}){self._available_hint()}")
-        if status in RETRY_STATUS:
+        transient = status in RETRY_STATUS and not (status == 500 and asks)  # see the docstring
+        if asks and not transient:
+            lowered = message.lower()
+            named = [name for key, (name, stem) in FEATURES.items() if key in asks and stem in lowered]
+            if named:
+                raise NotSupportedError(
+                    f"the {self.backend} server at {self.base_url} refused a request with "
+                    f"{' and '.join(dict.fromkeys(named))} (HTTP {status}: {_one_line(message)}); "
+                    "it may not support it")
+        if transient:
             raise ServerBusyError(
                 f"the {self.backend} server at {self.base_url} is still busy or failing after "
                 f"{self.retries} retries (HTTP {status}: {message})")
-        raise BackendError(f"{where} answered HTTP {status}: {message}")
+        asked = ", ".join(dict.fromkeys(FEATURES[k][0] for k in asks))
+        raise BackendError(f"{where} answered HTTP {status}: {_one_line(message) or '(no message)'}"
+                           f"{f' (the request asked for {asked})' if asked else ''}")
 
     def _available_hint(self) -> str:
         try:
@@ -194,6 +245,45 @@ class RemoteModel(Model):
     def list_models(self) -> list[str]:
         """Names of the models the server offers."""
         raise NotImplementedError
+
+    # --- generation: the server's stream, checked where the request constrains it ---------------
+
+    def stream(self, prompt: str | list[Message], config: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """The server's stream; buffered, checked and re-asked when the config constrains the answer
+        (see the module docstring)."""
+        if config.json_schema is None and forced_tool(config) is None:
+            yield from self._stream(prompt, config, cancel)
+            return
+        problems = []
+        for _ in range(self.output_retries + 1):
+            chunks = []
+            for chunk in self._stream(prompt, config, cancel):
+                chunks.append(chunk)
+                if cancel is not None and cancel.is_set():  # Response marks it interrupted
+                    yield from chunks
+                    return
+            problem = broken(chunks, config)
+            if problem is None:
+                yield from chunks
+                return
+            problems.append(problem)
+        what, why = problems[-1]
+        raise OutputError(
+            f"the {self.backend} server at {self.base_url} appears to ignore the {what}: "
+            f"{len(problems)} answer(s) in a row did not follow it; the last: {why}")
+
+    def _stream(self, prompt: str | list[Message], config: GenerationConfig,
+                cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """One request's chunks as the server sends them: what each backend implements."""
+        raise NotImplementedError
+
+    def refuse_raw_tools(self, prompt, config: GenerationConfig) -> None:
+        """Tool calls need a chat: a raw completion has no place for them in either API."""
+        if isinstance(prompt, str) and config.tools and config.tool_choice != "none":
+            raise NotSupportedError(
+                f"{self.backend}/{self.info.name}: tool calls need a chat (a list of messages), "
+                "not a raw string prompt")
 
     # --- streaming helpers -----------------------------------------------------------------------
 
@@ -240,3 +330,34 @@ class RemoteModel(Model):
 
     def close(self) -> None:
         self.http.close()
+
+
+def forced_tool(config: GenerationConfig) -> str | None:
+    """``"*"`` when the config requires some tool call, the tool's name when it requires that one."""
+    if not config.tools or config.tool_choice in ("auto", "none"):
+        return None
+    return "*" if config.tool_choice == "required" else config.tool_choice
+
+
+def broken(chunks: list[Chunk], config: GenerationConfig) -> tuple[str, str] | None:
+    """What an answer breaks of what the config asked for (a tool call, a JSON schema), and how;
+    None when it follows it."""
+    from ..schema import validate_output
+
+    names = [d.name for c in chunks for d in c.tool_calls if d.name]
+    forced = forced_tool(config)
+    choice = f"tool_choice {config.tool_choice!r}"
+    if names:
+        wrong = [n for n in names if forced not in (None, "*", n)]
+        return (choice, f"it called {wrong[0]!r}, not {forced!r}") if wrong else None
+    text = "".join(c.text for c in chunks)
+    if forced is not None:
+        return choice, f"it answered in text, not with a tool call: {_one_line(text, 80)!r}"
+    finish = next((c.finish_reason for c in reversed(chunks) if c.finish_reason), None)
+    if config.json_schema is None or finish == "length":  # cut off: asking again cuts it again
+        return None
+    try:
+        validate_output(text, config.json_schema)
+    except OutputError as exc:
+        return "JSON schema", f"{exc}: {_one_line(text, 80)!r}"
+    return None
