@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..models.base import Model
 
 DEFAULT_MAX_STEPS = 6
+SHOTS = 2  # example exchanges shown: the nearest ones (more confuse a small model: it mixes them up)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class Agent:
         out = AgentRun(answer=None, stopped="step_limit", messages=messages)
         config = self.config.replace(tool_choice=tool_choice) if tool_choice else self.config
         asked = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        shots = [m for block in nearest_last(self.shots, asked) for m in block]
+        shots = [m for block in nearest_last(self.shots, asked)[-SHOTS:] for m in block]
         for _ in range(self.max_steps):
             head = messages[:1] if messages[0].role == "system" else []
             reply = self.model.prompt(head + shots + messages[len(head):], config).complete()
@@ -142,13 +143,18 @@ class Agent:
             self.on_step(step)
 
 
+DIRECT = [("Hello! Who are you?", "Hello! I am an assistant. How can I help you?"),
+          ("What is the capital of Italy?", "The capital of Italy is Rome."),
+          ("Write a short poem about the sea.", "Waves roll in, waves roll out; the sea keeps time.")]
+
+
 def example_turns(tools: list[Tool]) -> list[Message]:
     """The tools' worked examples as conversation turns (request, call, result, answer), and one
     request that needs no tool, answered directly."""
     turns: list[Message] = []
-    if any(tool.examples for tool in tools):  # first, so the last thing the model saw is a call
-        turns += [Message("user", "Hello! Who are you?"),
-                  Message("assistant", "Hello! I am an assistant. How can I help you?")]
+    if any(tool.examples for tool in tools):  # requests no tool fits, answered directly
+        for request, answer in DIRECT:
+            turns += [Message("user", request), Message("assistant", answer)]
     for tool in tools:
         for i, ex in enumerate(tool.examples):
             call = ToolCall(f"example_{tool.name}_{i}", tool.name, json.dumps(ex.get("arguments", {})))

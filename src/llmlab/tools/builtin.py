@@ -103,14 +103,22 @@ def add_days(date: dt.date, days: int) -> dict:
 def calculator() -> Tool:
     return Tool.from_function(calculate, name="calculator", examples=[
         {"request": "What is 12 times 7?", "arguments": {"expression": "12 * 7"}, "result": "84",
-         "answer": "12 times 7 is 84."}])
+         "answer": "12 times 7 is 84."},
+        {"request": "What is 250 + 1375?", "arguments": {"expression": "250 + 1375"}, "result": "1625",
+         "answer": "250 + 1375 is 1625."},
+        {"request": "How much is 20% of 150?", "arguments": {"expression": "20 / 100 * 150"}, "result": "30",
+         "answer": "20% of 150 is 30."},
+        {"request": "What is 84 divided by 4?", "arguments": {"expression": "84 / 4"}, "result": "21",
+         "answer": "84 divided by 4 is 21."}])
 
 
 def date_tools() -> list[Tool]:
     return [
         Tool.from_function(current_datetime, examples=[
             {"request": "What is the date today?", "arguments": {}, "answer": "Today is Wednesday, 2025-05-14.",
-             "result": {"date": "2025-05-14", "weekday": "Wednesday", "time": "09:30", "timezone": "UTC"}}]),
+             "result": {"date": "2025-05-14", "weekday": "Wednesday", "time": "09:30", "timezone": "UTC"}},
+            {"request": "What day of the week is it?", "arguments": {}, "answer": "It is Friday.",
+             "result": {"date": "2025-08-01", "weekday": "Friday", "time": "17:05", "timezone": "UTC"}}]),
         Tool.from_function(days_between, examples=[
             {"request": "How many days are there from 2025-03-01 to 2025-04-15?",
              "arguments": {"start": "2025-03-01", "end": "2025-04-15"}, "result": 45,
