@@ -81,4 +81,5 @@ from . import runs_cmd  # noqa: E402,F401,I001
 from . import similarity_cmd  # noqa: E402,F401,I001
 from . import rag_cmd  # noqa: E402,F401,I001
 from . import flow_cmd  # noqa: E402,F401,I001
+from . import agent_cmd  # noqa: E402,F401,I001
 # (each feature adds its command module here)

@@ -61,6 +61,13 @@ def accuracy_ci(gold, pred, confidence: float = 0.95) -> tuple[float, float]:
     return _bootstrap((correct,), np.mean, confidence)
 
 
+def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """A bootstrap (BCa) interval for the mean of per-item scores in [0, 1] (pass^k per task...)."""
+    import numpy as np
+
+    return _bootstrap((np.asarray(values, dtype=float),), np.mean, confidence)
+
+
 def macro_f1_ci(gold, pred, labels, confidence: float = 0.95) -> tuple[float, float]:
     import numpy as np
 

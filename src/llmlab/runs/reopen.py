@@ -21,7 +21,8 @@ FORMATS = ("terminal", "markdown", "csv")
 # each kind of run re-opens its own runs: ``show_runs(store, rows, fmt, console)`` in its module,
 # imported by name when asked for (a lazy registry), so this package imports no kind of run
 KINDS = {"eval": "llmlab.evals.runner", "probe": "llmlab.probes.report", "bench": "llmlab.bench_report",
-         "rag": "llmlab.rag.evaluate", "flow": "llmlab.flows.run"}
+         "rag": "llmlab.rag.evaluate", "flow": "llmlab.flows.run",
+         "agent": "llmlab.tools.evaluate"}
 
 
 def runs_table(rows: list[dict]) -> Table:

@@ -73,6 +73,7 @@ class Agent:
 
     def __init__(self, model: Model, tools=(), *, system: str | None = None,
                  max_steps: int = DEFAULT_MAX_STEPS, dry_run: bool = False, examples: bool = True,
+                 constrained: bool = True,
                  config: GenerationConfig | None = None, on_step: Callable[[Step], None] | None = None):
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ConfigError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
@@ -87,6 +88,7 @@ class Agent:
         self.dry_run = dry_run
         self.config = (config or GenerationConfig(temperature=0, max_new_tokens=128)).replace(tools=self.specs)
         self.on_step = on_step
+        self.constrained = constrained  # False: the call format without its grammar (a baseline)
         self.shots = example_turns(list(self.tools.values())) if examples else []
 
     def run(self, request: str | list, *, tool_choice: str | None = None) -> AgentRun:
@@ -100,7 +102,7 @@ class Agent:
         shots = [m for block in nearest_last(self.shots, asked)[-SHOTS:] for m in block]
         for _ in range(self.max_steps):
             head = messages[:1] if messages[0].role == "system" else []
-            reply = self.model.prompt(head + shots + messages[len(head):], config).complete()
+            reply = self._reply(head + shots + messages[len(head):], config)
             calls = reply.calls
             self._step(out, Step("reply", text=reply.raw if reply.raw is not None else reply.text,
                                  call_id=reply.log_id))
@@ -125,6 +127,13 @@ class Agent:
             config = config.replace(tool_choice="auto")
         return out
 
+    def _reply(self, messages: list[Message], config: GenerationConfig):
+        if self.constrained or self.model.can("tools"):
+            return self.model.prompt(messages, config).complete()
+        from .calling import prompt_with_tools
+
+        return prompt_with_tools(self.model, messages, config, constrained=False).complete()
+
     def _call(self, call: ToolCall) -> Step:
         step = Step("call", tool=call.name, arguments=call.arguments)
         tool = self.tools.get(call.name)
@@ -133,8 +142,6 @@ class Agent:
             return step
         result = tool.run(call.arguments, dry_run=self.dry_run)
         step.result, step.error, step.ran, step.seconds = result.content, result.error, result.ran, result.seconds
-        if result.error and result.error.startswith("invalid arguments"):
-            step.ran = False
         return step
 
     def _step(self, out: AgentRun, step: Step) -> None:

@@ -147,7 +147,26 @@ def retrieval_tool(collection: str, *, k: int = 3, store=None, retriever: str = 
         hits = retrieve(query, collection, retriever=retriever, k=k, store=store)
         return [{"source": h.where(), "text": h.text} for h in hits]
 
-    return Tool.from_function(search_documents, timeout=60.0)
+    return Tool.from_function(search_documents, timeout=60.0, examples=[
+        {"request": "What does the handbook say about holidays?", "arguments": {"query": "holidays"},
+         "result": [{"source": "handbook.md, chars 0-38", "text": "Staff get 25 days of holiday a year."}],
+         "answer": "Staff get 25 days of holiday a year (handbook.md)."}])
+
+
+def folder_search(folder: str | Path, *, k: int = 3, store=None) -> Tool:
+    """``search_documents(query)`` over the text files of a folder: the folder is ingested into a RAG
+    collection of its own (named after its path; an unchanged file is not read again) and searched
+    with BM25, so a search needs no embedding model once the folder is in."""
+    import hashlib
+
+    from ..rag import ingest
+
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"search:{folder}: no such folder")
+    name = "folder-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    ingest([root], name, store=store, prune=True)
+    return retrieval_tool(name, k=k, store=store, retriever="bm25")
 
 
 def file_reader(folder: str | Path, *, max_bytes: int = 20_000) -> Tool:
@@ -178,15 +197,18 @@ def file_reader(folder: str | Path, *, max_bytes: int = 20_000) -> Tool:
 
 
 BUILTIN = {"calculator": "arithmetic without eval", "dates": "current date and time, days between dates, "
-           "adding days", "rag:COLLECTION": "search a RAG collection", "files:FOLDER": "read text files "
-           "in one folder"}
+           "adding days", "rag:COLLECTION": "search a RAG collection", "search:FOLDER": "search the text "
+           "files of a folder", "files:FOLDER": "read text files in one folder"}
 
 
-def builtin_tools(names: list[str], *, store=None) -> list[Tool]:
-    """Tools by the names the CLI takes: ``calculator``, ``dates``, ``rag:COLLECTION``, ``files:FOLDER``."""
+def builtin_tools(names: list[str], *, store=None, base: Path | None = None) -> list[Tool]:
+    """Tools by the names the CLI takes: ``calculator``, ``dates``, ``rag:COLLECTION``,
+    ``search:FOLDER``, ``files:FOLDER`` (a relative folder is taken from ``base``, if given)."""
     tools: list[Tool] = []
     for name in names:
         kind, _, arg = name.partition(":")
+        if kind in ("files", "search") and arg and base is not None:
+            arg = str((base / arg))
         if kind == "calculator" and not arg:
             tools.append(calculator())
         elif kind == "dates" and not arg:
@@ -195,6 +217,8 @@ def builtin_tools(names: list[str], *, store=None) -> list[Tool]:
             tools.append(retrieval_tool(arg, store=store))
         elif kind == "files" and arg:
             tools.append(file_reader(arg))
+        elif kind == "search" and arg:
+            tools.append(folder_search(arg, store=store))
         else:
             raise ConfigError(f"unknown tool {name!r}; built-in tools: {', '.join(BUILTIN)}")
     return tools

@@ -23,6 +23,7 @@ decoded. What the model literally wrote is kept as ``Response.raw``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -134,8 +135,12 @@ def transcript(messages: list[Message]) -> str:
 
 
 def prompt_with_tools(model: Model, prompt: str | list[Message], config: GenerationConfig,
-                      overflow: str = "error", cancel: threading.Event | None = None) -> Response:
-    """``Model.prompt`` for a request with tools on a model without native tool calls."""
+                      overflow: str = "error", cancel: threading.Event | None = None, *,
+                      constrained: bool = True) -> Response:
+    """``Model.prompt`` for a request with tools on a model without native tool calls.
+
+    ``constrained=False`` asks for the same format without the grammar (the reply is searched for a
+    JSON object, and is the answer when none parses): the baseline that shows what the grammar buys."""
     messages = [Message("user", prompt)] if isinstance(prompt, str) else list(prompt)
     use = config.tools if config.tool_choice != "none" else ()
     plain = plain_messages(messages, use, config.tool_choice)
@@ -145,16 +150,19 @@ def prompt_with_tools(model: Model, prompt: str | list[Message], config: Generat
         fitted, n_prompt, dropped = model.fit(shown, inner, overflow)
         return Response(model, fitted, config, n_prompt, dropped, cancel=cancel,
                         stream=lambda p, c, cancel=None: model.stream(p, inner, cancel=cancel))
-    inner = config.replace(tools=(), tool_choice="auto",
-                           json_schema=call_schema(use, config.tool_choice, config.json_schema))
+    schema = call_schema(use, config.tool_choice, config.json_schema)  # checked even when not used
+    inner = config.replace(tools=(), tool_choice="auto", json_schema=schema if constrained else None)
+    if not constrained:
+        inner = dataclasses.replace(inner, json_schema=None)
     fitted, n_prompt, dropped = model.fit(shown, inner, overflow)
     response = Response(model, fitted, config, n_prompt, dropped, cancel=cancel)
     response._stream = lambda p, c, cancel=None: _reread(model.stream(p, inner, cancel=cancel), response,
-                                                         config.json_schema is not None)
+                                                         config.json_schema is not None, constrained)
     return response
 
 
-def _reread(chunks: Iterator[Chunk], response: Response, structured: bool) -> Iterator[Chunk]:
+def _reread(chunks: Iterator[Chunk], response: Response, structured: bool,
+            constrained: bool = True) -> Iterator[Chunk]:
     """The model's JSON reply as a call (tool-call deltas) or an answer (its text, streamed)."""
     raw, shown = "", ""
     last = Chunk()
@@ -165,7 +173,7 @@ def _reread(chunks: Iterator[Chunk], response: Response, structured: bool) -> It
             if chunk.usage or chunk.finish_reason:
                 last = chunk
             piece = ""
-            if not structured:
+            if not structured and constrained:
                 text = _answer_so_far(raw)
                 if text is not None and len(text) > len(shown):
                     piece, shown = text[len(shown):], text
@@ -174,9 +182,10 @@ def _reread(chunks: Iterator[Chunk], response: Response, structured: bool) -> It
     finally:
         if hasattr(chunks, "close"):
             chunks.close()
-    try:
-        value = json.loads(raw)
-    except ValueError:  # cut off (max_new_tokens, a stop string) before the JSON closed
+    value = _first_object(raw) if not constrained else _loads(raw)
+    if not isinstance(value, dict) or not constrained and not _well_formed(value):
+        # cut off before the JSON closed (max_new_tokens, a stop string), or, unconstrained, a reply
+        # that is no call: its text is the answer
         if not shown:
             yield Chunk(text=raw)
         yield Chunk(finish_reason=last.finish_reason or "length", usage=last.usage)
@@ -191,6 +200,31 @@ def _reread(chunks: Iterator[Chunk], response: Response, structured: bool) -> It
     if len(text) > len(shown) and text.startswith(shown):
         yield Chunk(text=text[len(shown):])
     yield Chunk(finish_reason=last.finish_reason or "stop", usage=last.usage)
+
+
+def _loads(raw: str):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _first_object(raw: str):
+    """The first JSON object in free text (an unconstrained reply), or None."""
+    decoder = json.JSONDecoder()
+    for at in (i for i, c in enumerate(raw) if c == "{"):
+        try:
+            return decoder.raw_decode(raw, at)[0]
+        except ValueError:
+            continue
+    return None
+
+
+def _well_formed(value: dict) -> bool:
+    """An unconstrained reply that is a call of the format's shape, or an answer."""
+    if "tool" in value:
+        return isinstance(value["tool"], str) and isinstance(value.get("arguments", {}), dict)
+    return "answer" in value
 
 
 def _answer_so_far(raw: str) -> str | None:

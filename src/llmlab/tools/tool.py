@@ -94,7 +94,9 @@ class Tool:
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints[p.name], pydantic.Field(default, description=param_docs.get(p.name) or None))
         try:
-            model = pydantic.create_model(f"{tool_name}_arguments", **fields)
+            # an argument the tool does not take is an error the model is shown, not silently dropped
+            model = pydantic.create_model(f"{tool_name}_arguments",
+                                          __config__=pydantic.ConfigDict(extra="forbid"), **fields)
             schema = model.model_json_schema()
         except Exception as exc:  # a type pydantic cannot put in a schema
             raise ConfigError(f"tool {tool_name!r}: its parameters cannot be a JSON schema ({exc})") from None
@@ -143,7 +145,7 @@ class Tool:
         try:
             args = self.check(arguments)
         except ValueError as exc:
-            return ToolResult(error=f"invalid arguments for {self.name}: {exc}")
+            return ToolResult(error=f"invalid arguments for {self.name}: {exc}", ran=False)
         if dry_run and self.side_effects:
             return ToolResult(content=json.dumps({"dry_run": f"{self.name} was not run"}), ran=False)
         box: dict[str, Any] = {}
