@@ -231,12 +231,9 @@ def test_a_large_num_predict_is_clamped_to_the_window(server):
 
 
 @pytest.mark.parametrize("path, extra", [
-    ("/api/chat", {"format": "json"}),
-    ("/api/chat", {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}),
     ("/api/generate", {"images": ["aGk="]}),
     ("/api/generate", {"template": "{{ .Prompt }}"}),
-    ("/v1/chat/completions", {"tools": [{"type": "function", "function": {"name": "f"}}]}),
-    ("/v1/chat/completions", {"response_format": {"type": "json_object"}}),
+    ("/v1/chat/completions", {"functions": [{"name": "f", "parameters": {"type": "object"}}]}),
 ])
 def test_unsupported_fields_are_refused_not_ignored(server, path, extra):
     body = {"model": "smollm2", "stream": False, "max_tokens": 2, "options": {"num_predict": 2}, **extra}

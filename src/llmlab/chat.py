@@ -31,6 +31,17 @@ class ToolCall:
         return {"id": self.id, "type": "function",
                 "function": {"name": self.name, "arguments": self.arguments}}
 
+    def parsed_arguments(self) -> dict | None:
+        """The arguments as a JSON object, or None where they are not one (a model's call that did
+        not parse); the caller says what that means where it is (Ollama's API takes only objects)."""
+        import json
+
+        try:
+            value = json.loads(self.arguments or "{}")
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     @classmethod
     def from_dict(cls, d: dict) -> ToolCall:
         fn = d.get("function") if isinstance(d.get("function"), dict) else d

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 
-from ..chat import Message
+from ..chat import Message, ToolCall
 from ..config import GenerationConfig
 from ..errors import (
     ConfigError,
@@ -88,26 +88,66 @@ def one_line_validation(errors) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def make_config(**settings) -> GenerationConfig:
-    """A GenerationConfig from request fields; unset ones keep llmlab's defaults."""
+def make_config(output: GenerationConfig | None = None, **settings) -> GenerationConfig:
+    """A GenerationConfig from request fields, over ``output`` (``output_config()``'s schema and
+    tools) where given; unset fields keep llmlab's defaults."""
     stop = settings.pop("stop", None)
     if isinstance(stop, str):
         stop = (stop,)
     try:
-        return GenerationConfig().replace(stop=tuple(stop) if stop else None, **settings)
+        return (output or GenerationConfig()).replace(stop=tuple(stop) if stop else None, **settings)
     except ConfigError as exc:
         raise ApiError(400, str(exc).replace("invalid generation setting: ", "invalid request: ")) from exc
 
 
-def budget(model, prompt, requested: int | None) -> int:
+def output_config(model, messages, *, schema=None, tools=None, tool_choice="auto",
+                  params=("response_format", "tools", "tool_choice")) -> GenerationConfig:
+    """What shapes the reply, checked once by ``GenerationConfig`` (the same checks as
+    ``Model.prompt``): the JSON schema of the answer, the tools and the choice among them. A bad one
+    is a 400 naming the request field (``params``) it came from.
+
+    A conversation that holds tool calls or results but no tools (an agent's last turn, say) gets
+    ``tool_choice="none"`` on a model without native tool calls, so its history is shown in the call
+    format (``tools/calling.py``), which every chat template accepts, and the model answers in text.
+    """
+    config = GenerationConfig()
+    tools = tuple(tools or ())
+    if not tools and tool_choice == "auto" and not model.can("tools") and any(
+            m.tool_calls or m.role == "tool" for m in messages if isinstance(m, Message)):
+        tool_choice = "none"
+    fields = ("json_schema", "tools", "tool_choice")
+    for param, name, value in zip(params, fields, (schema, tools, tool_choice), strict=True):
+        try:
+            config = config.replace(**{name: value})
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), param=param) from exc
+    return config
+
+
+def as_shown(model, prompt, config: GenerationConfig | None):
+    """The prompt as the model will read it, for counting its tokens: with tools on a model without
+    native tool calls, ``Model.prompt`` rewrites the conversation in the call format with the tools
+    described in the system turn (``tools.calling.prompt_with_tools``); otherwise it is as given."""
+    if config is None or isinstance(prompt, str) or model.can("tools") or (
+            not config.tools and config.tool_choice == "auto"):
+        return prompt
+    from ..tools.calling import plain_messages, transcript
+
+    use = config.tools if config.tool_choice != "none" else ()
+    plain = plain_messages(prompt, use, config.tool_choice)
+    return plain if model.chats else transcript(plain)
+
+
+def budget(model, prompt, requested: int | None, output: GenerationConfig | None = None) -> int:
     """New tokens to allow: what was asked, at most what is left of the window (as Ollama and
     llama.cpp's server clamp it: clients send 100000 to mean "as much as fits"); unasked, all of it.
-    A clamped value is said in the server's log."""
+    A clamped value is said in the server's log. The prompt is counted as the model will read it
+    (with ``output``'s tools described, ``as_shown``)."""
     ctx = model.info.context_length
     if not ctx:
         return requested if requested is not None else DEFAULT_UNBOUNDED
     try:
-        used = model.count_tokens(prompt)
+        used = model.count_tokens(as_shown(model, prompt, output))
     except LlmlabError:
         return requested if requested is not None else DEFAULT_UNBOUNDED
     if used >= ctx:
@@ -121,8 +161,9 @@ def budget(model, prompt, requested: int | None) -> int:
     return left
 
 
-def as_message(role: str, content) -> Message:
-    """A chat message from OpenAI/Ollama JSON: text, or a list of content parts (text only)."""
+def as_message(role: str, content, tool_calls=None, tool_call_id: str | None = None) -> Message:
+    """A chat message from OpenAI/Ollama JSON: text, or a list of content parts (text only); an
+    assistant turn's tool calls (either API's shape) and a tool turn's call id."""
     if role == "developer":
         role = "system"
     if isinstance(content, list):
@@ -137,7 +178,10 @@ def as_message(role: str, content) -> Message:
     if content is None:
         content = ""
     try:
-        return Message(role, content)
+        if not isinstance(tool_calls or [], list) or not all(isinstance(c, dict) for c in tool_calls or []):
+            raise PromptError(f"a message's tool_calls must be a list of objects, got {tool_calls!r}")
+        calls = tuple(ToolCall.from_dict(c) for c in tool_calls or ())
+        return Message(role, content, calls, None if tool_call_id is None else str(tool_call_id))
     except PromptError as exc:
         raise ApiError(400, str(exc), param="messages") from exc
 

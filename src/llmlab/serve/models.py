@@ -8,8 +8,12 @@ latency grow without bound.
 
 Work runs in a worker thread through the ordinary ``Model.prompt()`` path, so timings and the call
 log are the same as for any other llmlab call; results reach the event loop through an asyncio
-queue. A request whose client went away is cancelled: the worker closes the response iterator,
-which frees the model (or the engine slot) at once and logs the partial answer as interrupted.
+queue. Structured output and tools take that road too: ``Model.prompt`` turns tools into the
+constrained call format (``tools/calling.py``), and the engine gives each sequence a sampler made
+from its own config (``sampling.make_sampler``), grammar included, as the in-process model does.
+
+A request whose client went away is cancelled: the worker closes the response iterator, which frees
+the model (or the engine slot) at once and logs the partial answer as interrupted.
 
 A rag model (``-m rag/COLLECTION@MODEL``, ``rag.py``) is one more name for MODEL's ``Served``, so it
 is listed and queued as MODEL; ``get()`` hands it out only to callers that ground the prompt first.

@@ -7,6 +7,15 @@ server accepts them. Only ``n = 1`` is supported. ``/v1/completions`` with ``ech
 returns the log-probability of every prompt token (``max_tokens: 0`` returns only those), which is
 how lm-evaluation-harness, and llmlab's own ``openai/`` backend, score continuations. A rag model
 (``rag.py``) answers chat requests with its sources beside the answer; ``/v1/completions`` refuses it.
+
+``response_format`` (``json_object``, ``json_schema``) and ``tools``/``tool_choice`` on chat requests
+become ``GenerationConfig.json_schema``, ``tools`` and ``tool_choice``, and the request runs through
+``Model.prompt`` like any other (``models.run_generation``): a GGUF model's reply is decoded under a
+grammar in the serving engine, and a model without native tool calls gets its tools through the
+constrained call format of ``tools/calling.py``. A call comes back in OpenAI's ``tool_calls`` shape
+with finish reason ``tool_calls``; streamed, when the reply is complete (the call format is one JSON
+value, read once it closes), as the call's head and then its arguments, as OpenAI streams them.
+One reply holds at most one call, whatever ``parallel_tool_calls`` says.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from .common import (
     new_id,
     now,
     openai_body,
+    output_config,
     want_logprobs,
 )
 from .embeddings import embed, texts_of
@@ -152,18 +162,22 @@ async def chat_completions(req: ChatRequest, request: Request):
     if req.logprobs:
         want_logprobs(served.model)
     extra = req.model_extra or {}
-    if extra.get("tools") or extra.get("functions"):
-        raise ApiError(400, "tool calling is not supported by llmlab serve yet", param="tools")
-    fmt = extra.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type", "text") != "text"):
-        raise ApiError(400, "response_format other than text is not supported by llmlab serve yet",
-                       param="response_format")
-    messages = [as_message(m.role, m.content) for m in req.messages]
+    if extra.get("functions"):
+        raise ApiError(400, "the deprecated 'functions' field is not supported; send 'tools'",
+                       param="functions")
+    if extra.get("tools") and req.model in models.rag:
+        raise ApiError(400, f"model {req.model} answers from its collection; it takes no tools",
+                       param="tools")
+    messages = [as_message(m.role, m.content, (m.model_extra or {}).get("tool_calls"),
+                           (m.model_extra or {}).get("tool_call_id")) for m in req.messages]
+    output = output_config(served.model, messages, schema=_schema(extra.get("response_format")),
+                           tools=extra.get("tools"), tool_choice=_tool_choice(extra.get("tool_choice")))
     limit = req.max_completion_tokens or req.max_tokens
     grounding = None
     if req.model in models.rag:  # retrieve for the last question; the sources go with the answer
         messages, grounding = await ground(models.rag[req.model], served.model, messages, limit)
-    config = make_config(max_new_tokens=budget(served.model, messages, limit), **_settings(req))
+    config = make_config(output, max_new_tokens=budget(served.model, messages, limit, output),
+                         **_settings(req))
     rid, created = new_id("chatcmpl"), now()
 
     def chunk(delta: dict, reason=None, logprobs=None) -> dict:
@@ -179,6 +193,11 @@ async def chat_completions(req: ChatRequest, request: Request):
         include_usage = bool((req.stream_options or {}).get("include_usage"))
 
         def final(response, rest, with_usage):
+            # a call comes whole when the reply is decoded: its head (id, name), then its arguments
+            for i, call in enumerate(response.calls):
+                yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                             "function": {"name": call.name, "arguments": ""}}]})
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": call.arguments}}]})
             last = [chunk({}, finish_reason(response.finish_reason), lp(rest))]
             if with_usage:
                 last.append({"id": rid, "object": "chat.completion.chunk", "created": created,
@@ -190,10 +209,46 @@ async def chat_completions(req: ChatRequest, request: Request):
         return _stream(events, lambda text, items: chunk({"content": text}, None, lp(items)), final,
                        include_usage, head=chunk({"role": "assistant", "content": ""}))
     text, items, response = await collect(events, request)
+    message = {"role": "assistant", "content": text}
+    if response.calls:
+        message = {"role": "assistant", "content": text or None,
+                   "tool_calls": [c.to_dict() for c in response.calls]}
     return {"id": rid, "object": "chat.completion", "created": created, "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+            "choices": [{"index": 0, "message": message,
                          "logprobs": lp(items), "finish_reason": finish_reason(response.finish_reason)}],
             "usage": _usage(response), **(grounding.fields(text) if grounding is not None else {})}
+
+
+def _schema(fmt):
+    """``response_format`` as ``GenerationConfig.json_schema``: None for text, True for any JSON
+    object. ``json_schema``'s ``strict`` changes nothing: the grammar always enforces the schema.
+    ``json_object`` may carry a ``schema`` too, as llama.cpp's server accepts it."""
+    if fmt is None:
+        return None
+    kind = fmt.get("type", "text") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return fmt.get("schema", True)
+    if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        return fmt["json_schema"].get("schema", True)
+    raise ApiError(400, "response_format must be {\"type\": \"text\"}, {\"type\": \"json_object\"} or "
+                   "{\"type\": \"json_schema\", \"json_schema\": {\"name\": ..., \"schema\": {...}}}",
+                   param="response_format")
+
+
+def _tool_choice(choice) -> str:
+    """OpenAI's ``tool_choice`` as ``GenerationConfig.tool_choice``: the string, or the name from
+    ``{"type": "function", "function": {"name": ...}}``."""
+    if choice is None:
+        return "auto"
+    if isinstance(choice, str):
+        return choice
+    fn = choice.get("function") if isinstance(choice, dict) else None
+    if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+        return fn["name"]
+    raise ApiError(400, "tool_choice must be 'auto', 'none', 'required' or "
+                   "{\"type\": \"function\", \"function\": {\"name\": ...}}", param="tool_choice")
 
 
 def _top(req) -> int | None:
