@@ -29,7 +29,8 @@ app.add_typer(agent_app, name="agent")
 ToolOpt = Annotated[list[str], typer.Option(
     "--tool", help="a built-in tool: calculator, dates, rag:COLLECTION, search:FOLDER, files:FOLDER "
     "(repeatable; `llmlab agent tools` lists them)")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="where rag: collections live (as for llmlab rag)")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", help="where rag: collections live (as for llmlab rag)")]
 
 
 @agent_app.command("tools")
@@ -105,17 +106,19 @@ def eval_command(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "-n")] = 96,
     unconstrained: Annotated[bool, typer.Option(
         "--unconstrained", help="also run each local model without the call grammar (a baseline)")] = False,
-    no_examples: Annotated[bool, typer.Option("--no-examples", help="show the model no worked examples")] = False,
+    no_examples: Annotated[bool, typer.Option(
+        "--no-examples", help="show the model no worked examples")] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="only the first N tasks")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="write the table and every trial here")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="write the table and every trial here")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="recompute instead of resuming")] = False,
     store: StoreOpt = None, n_ctx: NCtx = None, threads: Threads = None,
 ):
     """Score agents on tasks: calls matched by structure (BFCL), irrelevance, answers, pass^k."""
-    from ..config import prepare_out
-    from ..models.registry import load_model, load_options
     from rich.console import Console
 
+    from ..config import prepare_out
+    from ..models.registry import load_model, load_options
     from ..tools.evaluate import AgentEvalResult, agent_eval
 
     models = model or ["smollm2"]

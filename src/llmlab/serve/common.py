@@ -131,11 +131,9 @@ def as_shown(model, prompt, config: GenerationConfig | None):
     if config is None or isinstance(prompt, str) or model.can("tools") or (
             not config.tools and config.tool_choice == "auto"):
         return prompt
-    from ..tools.calling import plain_messages, transcript
+    from ..tools.calling import shown_prompt
 
-    use = config.tools if config.tool_choice != "none" else ()
-    plain = plain_messages(prompt, use, config.tool_choice)
-    return plain if model.chats else transcript(plain)
+    return shown_prompt(model, prompt, config)
 
 
 def budget(model, prompt, requested: int | None, output: GenerationConfig | None = None) -> int:

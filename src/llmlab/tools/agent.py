@@ -86,7 +86,8 @@ class Agent:
         self.system = system
         self.max_steps = max_steps
         self.dry_run = dry_run
-        self.config = (config or GenerationConfig(temperature=0, max_new_tokens=128)).replace(tools=self.specs)
+        config = config or GenerationConfig(temperature=0, max_new_tokens=128)
+        self.config = config.replace(tools=self.specs)
         self.on_step = on_step
         self.constrained = constrained  # False: the call format without its grammar (a baseline)
         self.shots = example_turns(list(self.tools.values())) if examples else []
@@ -141,7 +142,8 @@ class Agent:
             step.error = f"there is no tool named {call.name!r}; the tools are: {', '.join(self.tools)}"
             return step
         result = tool.run(call.arguments, dry_run=self.dry_run)
-        step.result, step.error, step.ran, step.seconds = result.content, result.error, result.ran, result.seconds
+        step.result, step.error = result.content, result.error
+        step.ran, step.seconds = result.ran, result.seconds
         return step
 
     def _step(self, out: AgentRun, step: Step) -> None:
@@ -167,7 +169,8 @@ def example_turns(tools: list[Tool]) -> list[Message]:
             call = ToolCall(f"example_{tool.name}_{i}", tool.name, json.dumps(ex.get("arguments", {})))
             result = ex.get("result", "")
             turns += [Message("user", ex["request"]), Message("assistant", "", (call,)),
-                      Message("tool", result if isinstance(result, str) else json.dumps(result), tool_call_id=call.id),
+                      Message("tool", result if isinstance(result, str) else json.dumps(result),
+                              tool_call_id=call.id),
                       Message("assistant", ex["answer"])]
     return turns
 

@@ -115,7 +115,8 @@ def calculator() -> Tool:
 def date_tools() -> list[Tool]:
     return [
         Tool.from_function(current_datetime, examples=[
-            {"request": "What is the date today?", "arguments": {}, "answer": "Today is Wednesday, 2025-05-14.",
+            {"request": "What is the date today?", "arguments": {},
+             "answer": "Today is Wednesday, 2025-05-14.",
              "result": {"date": "2025-05-14", "weekday": "Wednesday", "time": "09:30", "timezone": "UTC"}},
             {"request": "What day of the week is it?", "arguments": {}, "answer": "It is Friday.",
              "result": {"date": "2025-08-01", "weekday": "Friday", "time": "17:05", "timezone": "UTC"}}]),
@@ -124,7 +125,8 @@ def date_tools() -> list[Tool]:
              "arguments": {"start": "2025-03-01", "end": "2025-04-15"}, "result": 45,
              "answer": "There are 45 days from 2025-03-01 to 2025-04-15."}]),
         Tool.from_function(add_days, examples=[
-            {"request": "What date is 10 days after 2025-06-25?", "arguments": {"date": "2025-06-25", "days": 10},
+            {"request": "What date is 10 days after 2025-06-25?",
+             "arguments": {"date": "2025-06-25", "days": 10},
              "result": {"date": "2025-07-05", "weekday": "Saturday"}, "answer": "10 days after 2025-06-25 is "
              "Saturday, 2025-07-05."}]),
     ]
@@ -208,7 +210,7 @@ def builtin_tools(names: list[str], *, store=None, base: Path | None = None) -> 
     for name in names:
         kind, _, arg = name.partition(":")
         if kind in ("files", "search") and arg and base is not None:
-            arg = str((base / arg))
+            arg = str(base / arg)
         if kind == "calculator" and not arg:
             tools.append(calculator())
         elif kind == "dates" and not arg:

@@ -82,7 +82,8 @@ def tools_prompt(specs: tuple[dict, ...], tool_choice: str = "auto") -> str:
     return "\n".join(lines)
 
 
-def plain_messages(messages: list[Message], specs: tuple[dict, ...], tool_choice: str = "auto") -> list[Message]:
+def plain_messages(messages: list[Message], specs: tuple[dict, ...],
+                   tool_choice: str = "auto") -> list[Message]:
     """A conversation with tool calls and results, as plain system/user/assistant turns in the
     call format (see the module docstring)."""
     names: dict[str, str] = {}
@@ -134,6 +135,15 @@ def transcript(messages: list[Message]) -> str:
     return "\n".join(parts) + "\nAssistant:"
 
 
+def shown_prompt(model: Model, prompt: str | list[Message], config: GenerationConfig) -> str | list[Message]:
+    """The prompt as the model reads it with tools: the conversation in the call format, the tools
+    described in the system turn; a transcript for a model that does not chat."""
+    messages = [Message("user", prompt)] if isinstance(prompt, str) else list(prompt)
+    use = config.tools if config.tool_choice != "none" else ()
+    plain = plain_messages(messages, use, config.tool_choice)
+    return plain if model.chats else transcript(plain)
+
+
 def prompt_with_tools(model: Model, prompt: str | list[Message], config: GenerationConfig,
                       overflow: str = "error", cancel: threading.Event | None = None, *,
                       constrained: bool = True) -> Response:
@@ -141,10 +151,8 @@ def prompt_with_tools(model: Model, prompt: str | list[Message], config: Generat
 
     ``constrained=False`` asks for the same format without the grammar (the reply is searched for a
     JSON object, and is the answer when none parses): the baseline that shows what the grammar buys."""
-    messages = [Message("user", prompt)] if isinstance(prompt, str) else list(prompt)
     use = config.tools if config.tool_choice != "none" else ()
-    plain = plain_messages(messages, use, config.tool_choice)
-    shown: str | list[Message] = plain if model.chats else transcript(plain)
+    shown = shown_prompt(model, prompt, config)
     if not use:  # tools off for this reply: plain text, as any other prompt
         inner = config.replace(tools=(), tool_choice="auto")
         fitted, n_prompt, dropped = model.fit(shown, inner, overflow)

@@ -82,7 +82,9 @@ class AgentEvalKind(RunKind):
 
     def run_unit(self, unit: Unit) -> dict:
         task, trial = unit.payload
-        config = self.config if self.config.seed is None else self.config.replace(seed=self.config.seed + trial)
+        config = self.config
+        if config.seed is not None:
+            config = config.replace(seed=config.seed + trial)
         agent = Agent(self.m, self.tools[task.id], max_steps=self.max_steps, config=config,
                       constrained=self.constrained, examples=self.examples)
         start = time.perf_counter()
@@ -149,7 +151,8 @@ class AgentEvalResult:
         return t
 
     def trials(self) -> list[dict]:
-        return [{"model": row["model"], "mode": row["mode"], **r} for row in self.rows for r in row["results"]]
+        return [{"model": row["model"], "mode": row["mode"], **r}
+                for row in self.rows for r in row["results"]]
 
     def save(self, out) -> list[Path]:
         import json
@@ -229,7 +232,8 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     for run in rows:
         h = run["header"]
         results = list(store.units(run["id"]).values())
-        tasks, _ = read_tasks(h["tasks"]) if Path(h["tasks"]).exists() or h["tasks"] == "builtin" else ([], None)
+        known = Path(h["tasks"]).exists() or h["tasks"] == "builtin"
+        tasks = read_tasks(h["tasks"])[0] if known else []
         summary = run.get("summary") or (figures(tasks, results, h["repeats"]) if tasks else None)
         if summary is None:
             continue

@@ -61,7 +61,8 @@ def read_tasks(source: str | Path) -> tuple[list[AgentTask], Path]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        raise DataError(f"{path}: no such task file (or use '{BUILTIN_NAME}' for llmlab's own tasks)") from None
+        raise DataError(f"{path}: no such task file (or use '{BUILTIN_NAME}' for llmlab's own tasks)"
+                        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
     tasks, seen = [], set()
@@ -88,7 +89,8 @@ def read_tasks(source: str | Path) -> tuple[list[AgentTask], Path]:
 def _task(d: dict, where: str) -> AgentTask:
     unknown = set(d) - KEYS
     if unknown:
-        raise DataError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; a task has {', '.join(sorted(KEYS))}")
+        raise DataError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                        f"a task has {', '.join(sorted(KEYS))}")
     for key in ("id", "request"):
         if not isinstance(d.get(key), str) or not d[key].strip():
             raise DataError(f"{where}: a task needs a non-empty {key!r}")
@@ -102,7 +104,8 @@ def _task(d: dict, where: str) -> AgentTask:
         if not isinstance(calls, list) or not all(
                 isinstance(c, dict) and isinstance(c.get("name"), str)
                 and isinstance(c.get("arguments", {}), dict) for c in calls):
-            raise DataError(f"{where}: 'expected_calls' must be a list of {{\"name\", \"arguments\"}} objects")
+            raise DataError(f"{where}: 'expected_calls' must be a list of objects with a name "
+                            "and arguments")
         calls = tuple(calls)
     answer = d.get("expected_answer")
     if answer is not None:
@@ -171,7 +174,8 @@ def calls_match(expected: tuple[dict, ...], made: list[tuple[str, str]]) -> bool
         return not distinct
     used = set()
     for exp in expected:
-        hit = next((i for i, (n, a) in enumerate(distinct) if i not in used and call_matches(exp, n, a)), None)
+        hit = next((i for i, (n, a) in enumerate(distinct)
+                    if i not in used and call_matches(exp, n, a)), None)
         if hit is None:
             return False
         used.add(hit)
@@ -185,9 +189,16 @@ def _canonical(arguments: str) -> str:
         return arguments
 
 
+def _plain(text: str) -> str:
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text.lower())  # 1,000 is 1000
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def answer_matches(expected: tuple[str, ...], answer: str | None) -> bool:
-    """The answer contains one of the expected strings (case and spacing aside; ``1,000`` is ``1000``)."""
+    """The answer mentions one of the expected strings as a whole word or number (case, spacing and
+    thousands separators aside): "391" is in "17 times 23 is 391." but not in "3910". It checks that
+    the value is said, not that nothing wrong is said beside it."""
     if answer is None:
         return False
-    text = _norm(answer).replace(",", "")
-    return any(_norm(e).replace(",", "") in text for e in expected)
+    text = _plain(answer)
+    return any(re.search(r"(?<![\w.])" + re.escape(_plain(e)) + r"(?!\w|\.\d)", text) for e in expected)

@@ -92,7 +92,8 @@ class Tool:
             if p.name not in hints:
                 raise ConfigError(f"tool {tool_name!r}: parameter {p.name!r} needs a type hint")
             default = ... if p.default is inspect.Parameter.empty else p.default
-            fields[p.name] = (hints[p.name], pydantic.Field(default, description=param_docs.get(p.name) or None))
+            described = pydantic.Field(default, description=param_docs.get(p.name) or None)
+            fields[p.name] = (hints[p.name], described)
         try:
             # an argument the tool does not take is an error the model is shown, not silently dropped
             model = pydantic.create_model(f"{tool_name}_arguments",
