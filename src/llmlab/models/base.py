@@ -258,7 +258,7 @@ class Model(Capable, ABC):
             self.require("logprobs", "leave GenerationConfig.logprobs unset")
         if config.json_schema is not None:
             self.require("grammar", "structured output (json_schema) is not implemented for this "
-                         "backend yet; use a llamacpp/ model")
+                         "backend yet; use a llamacpp/ or hf/ model")
         if not isinstance(prompt, str):
             prompt = as_messages(prompt)
         check_prompt(prompt)
