@@ -21,7 +21,8 @@ without the constraint. What it gives up, on purpose:
 The grammar is sometimes stricter than the schema (no properties beyond those named unless
 ``additionalProperties`` says so, properties in the order given, ``{}`` as an object): that loses
 nothing, since whatever it lets through still validates. ``validate_output`` checks every output
-against the original schema all the same.
+against the original schema all the same. The hf backend builds its grammar with llguidance from the
+same prepared schema, closed the same way (``models/hf_grammar.py``), so one check serves both.
 """
 
 from __future__ import annotations

@@ -267,7 +267,7 @@ class Model(Capable, ABC):
             return prompt_with_tools(self, prompt, config, overflow, cancel)
         if config.json_schema is not None:
             self.require("grammar", "structured output (json_schema) is not implemented for this "
-                         "backend yet; use a llamacpp/ model")
+                         "backend yet; use a llamacpp/ or hf/ model")
         check_prompt(prompt)
         fitted, n_prompt, dropped = self.fit(prompt, config, overflow)
         return Response(self, fitted, config, n_prompt, dropped, cancel=cancel)

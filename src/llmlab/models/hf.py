@@ -11,7 +11,8 @@ picked with transformers' own logits processors (repetition penalty, temperature
 ``generate``'s order), so a setting means what it means there, while token counts are exact, stop
 strings are held back, a seed drives a private ``torch.Generator`` (the global RNG is untouched), and
 closing the stream stops before the next forward pass. ``bench/bench_hf.py`` checks it keeps up with
-``model.generate``.
+``model.generate``. A ``json_schema`` adds one processor in front of the others, llguidance's mask of
+the tokens its grammar allows next (``hf_grammar.py``).
 
 What it gives up: CPU only, batch size one, no beam search; GGUF weights are dequantized, so a model
 takes four to six times its file's size in memory, and transformers reads the GGUF header three
@@ -50,7 +51,7 @@ def _import_torch():
 
 class HFModel(Model):
     backend = "hf"
-    capabilities = frozenset({"score", "logprobs"})
+    capabilities = frozenset({"score", "logprobs", "grammar"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, dtype: str = "float32", verbose: bool = False,
@@ -94,6 +95,7 @@ class HFModel(Model):
             eog = {*(eos if isinstance(eos, list) else [eos]), tok.eos_token_id} - {None}
         self._eog = frozenset(eog)
         self._special = frozenset(tok.all_special_ids)
+        self._grammars = None  # compiled JSON-schema grammars for this tokenizer, made when first asked
 
     # --- tokens ----------------------------------------------------------------------------------
 
@@ -184,6 +186,8 @@ class HFModel(Model):
 
         torch = self._torch
         procs = LogitsProcessorList()
+        if config.json_schema is not None:  # first, so every later processor sees only allowed tokens
+            procs.append(self._grammar_mask(config.json_schema))
         if config.repeat_penalty != 1.0:
             procs.append(RepetitionPenaltyLogitsProcessor(config.repeat_penalty))
         if config.greedy:
@@ -200,6 +204,14 @@ class HFModel(Model):
         else:
             gen.manual_seed(config.seed)
         return lambda seq, logits: torch.multinomial(procs(seq, logits).softmax(dim=-1), 1, generator=gen)
+
+    def _grammar_mask(self, schema: dict):
+        from .hf_grammar import Grammars
+
+        if self._grammars is None:
+            n_vocab = self.model.get_output_embeddings().weight.shape[0]  # the logits' width
+            self._grammars = Grammars(self.tokenizer, n_vocab, self._eog)
+        return self._grammars.mask(schema)
 
     # --- scoring ---------------------------------------------------------------------------------
 
