@@ -211,3 +211,36 @@ def test_langgraph_react_agent_calls_the_tool_and_finishes(server):
     assert ran == [(12, 34)] and [(m.name, m.content) for m in tool_messages] == [("multiply", "408")]
     last = result["messages"][-1]
     assert isinstance(last, AIMessage) and not last.tool_calls and last.content
+
+
+# --- llmlab's own remote backends run the agent loop against the server ---------------------------
+
+
+@pytest.mark.parametrize("backend", ["openai", "ollama"])
+def test_llmlab_remote_backends_run_the_agent_loop_with_native_tool_calls(server, backend, tmp_path):
+    """``openai/`` and ``ollama/`` models have native tool calls (the server's); the agent runs the
+    tool on this side and sends its result back in each API's own format."""
+    from llmlab import agent, load_model
+    from llmlab.tools import Tool
+
+    calls = []
+
+    def tracked(a: int, b: int) -> int:
+        """Multiply two integers a and b."""
+        calls.append((a, b))
+        return a * b
+
+    url = server.url + ("/v1" if backend == "openai" else "")
+    model = load_model(f"{backend}/smollm2@{url}", log=False)
+    assert model.can("tools")
+    try:
+        run = agent(model, tools=[Tool.from_function(tracked, name="multiply")], max_steps=3,
+                    examples=False).run("Multiply 12 by 34.", tool_choice="multiply")
+    finally:
+        model.close()
+    assert calls == [(12, 34)]
+    call = run.calls[0]
+    assert call.tool == "multiply" and call.result == "408" and call.ran and call.error is None
+    roles = [m.role for m in run.messages]
+    assert roles[:3] == ["user", "assistant", "tool"] and run.messages[2].content == "408"
+    assert run.stopped in ("answer", "step_limit", "cut_off")

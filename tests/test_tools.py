@@ -359,3 +359,70 @@ def test_the_builtin_task_set_reads_and_covers_each_kind():
     folders = [t.split(":", 1)[1] for task in tasks for t in task.tools if t.startswith("search:")]
     assert folders and all((base / f).is_dir() for f in folders)
     assert sum(t.irrelevance for t in tasks) >= 4
+
+
+# --- llmlab agent, end to end on SmolLM2 ---------------------------------------------------------------
+
+
+def _cli(*args, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "llmlab", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_agent_run_answers_arithmetic_and_dates_with_the_bundled_model():
+    out = _cli("agent", "run", "What is 17 * 23?", "--tool", "calculator")
+    assert out.returncode == 0, out.stderr
+    assert "call calculator(" in out.stderr and "-> 391" in out.stderr and "391" in out.stdout
+    out = _cli("agent", "run", "How many days are there from 2026-01-01 to 2026-03-01?", "--tool", "dates",
+               "--json")
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    call = next(s for s in run["steps"] if s["kind"] == "call")
+    assert call["tool"] == "days_between" and call["result"] == "59"
+    assert [m["role"] for m in run["messages"]][:3] == ["user", "assistant", "tool"]
+    bad = _cli("agent", "run", "hi", "--tool", "shell")
+    assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
+    assert "unknown tool 'shell'" in bad.stderr
+
+
+def test_agent_eval_scores_held_out_tasks_stores_and_resumes(tmp_path):
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("\n".join(json.dumps(t) for t in [
+        {"id": "mul", "request": "What is 21 times 3?", "tools": ["calculator"],
+         "expected_calls": [{"name": "calculator", "arguments": {"expression": ["21*3", "3*21"]}}],
+         "expected_answer": "63"},
+        {"id": "between", "request": "How many days are there from 2025-01-01 to 2025-01-31?",
+         "tools": ["dates"], "expected_calls": [
+             {"name": "days_between", "arguments": {"start": "2025-01-01", "end": "2025-01-31"}}]},
+        {"id": "hello", "request": "Hello, how are you today?", "tools": ["calculator"],
+         "expected_calls": []},
+    ]) + "\n", encoding="utf-8")
+    db = tmp_path / "calls.db"
+    out = _cli("--db", str(db), "agent", "eval", str(tasks), "-m", "smollm2", "--out",
+               str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr
+    trials = [json.loads(line) for line in (tmp_path / "out" / "trials.jsonl").read_text().splitlines()]
+    assert [t["task"] for t in trials] == ["mul", "between", "hello"]
+    for t in trials:  # each trial's score follows from what it did
+        assert t["success"] == all(v for k, v in t.items() if k in ("calls_ok", "answer_ok"))
+        if t["task"] == "hello" or not t["calls"]:
+            assert t["calls_ok"] == (t["task"] == "hello" and not t["calls"])
+    table = (tmp_path / "out" / "agent_eval.md").read_text()
+    share = sum(t["success"] for t in trials) / 3
+    assert f"| {share:.2f} [" in table and "llamacpp/smollm2 | constrained | 3 |" in table
+    from llmlab.store import Store
+
+    store = Store.open(db)
+    n_calls = len(store.calls(limit=None))
+    store.close()
+    again = _cli("--db", str(db), "agent", "eval", str(tasks), "-m", "smollm2")
+    assert again.returncode == 0, again.stderr
+    store = Store.open(db)
+    assert len(store.calls(limit=None)) == n_calls  # resumed from the store: no model call
+    (run,) = [r for r in store.runs() if r["kind"] == "agent"]
+    assert run["done"] == 3 and run["summary"]["pass"]["1"]["value"] == pytest.approx(share)
+    store.close()
