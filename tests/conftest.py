@@ -75,6 +75,17 @@ def gemma():
 
 
 @pytest.fixture(scope="session")
+def hf_gemma():
+    """Gemma 3 270M through transformers: its GGUF header is read three times while loading (tens of
+    seconds), so the files that use it share one copy."""
+    from llmlab import load_model
+
+    model = load_model("hf/gemma3-270m", log=False)
+    yield model
+    model.close()
+
+
+@pytest.fixture(scope="session")
 def lesson_data() -> Path:
     path = SHARED_DATA / "lesson"
     if not path.is_dir():

@@ -32,13 +32,6 @@ def hf_smollm2():
     model.close()
 
 
-@pytest.fixture(scope="module")
-def hf_gemma():
-    model = load_model("hf/gemma3-270m", log=False)
-    yield model
-    model.close()
-
-
 def raw_generate(model, prompt: str, **kwargs) -> str:
     """The same generation through ``model.generate`` itself, the reference for the decode loop."""
     import torch

@@ -150,9 +150,13 @@ def retrieval_tool(collection: str, *, k: int = 3, store=None, retriever: str = 
         return [{"source": h.where(), "text": h.text} for h in hits]
 
     return Tool.from_function(search_documents, timeout=60.0, examples=[
-        {"request": "What does the handbook say about holidays?", "arguments": {"query": "holidays"},
+        {"request": "How many days of holiday do staff get?", "arguments": {"query": "staff holiday days"},
          "result": [{"source": "handbook.md, chars 0-38", "text": "Staff get 25 days of holiday a year."}],
-         "answer": "Staff get 25 days of holiday a year (handbook.md)."}])
+         "answer": "Staff get 25 days of holiday a year (handbook.md)."},
+        {"request": "What time does the museum close on Sundays?", "arguments": {"query": "museum Sunday hours"},
+         "result": [{"source": "visit.md, chars 120-190", "text": "On Sundays the museum is open from 11:00 "
+                     "to 16:00."}],
+         "answer": "On Sundays the museum closes at 16:00 (visit.md)."}])
 
 
 def folder_search(folder: str | Path, *, k: int = 3, store=None) -> Tool:
