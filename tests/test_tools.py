@@ -109,8 +109,16 @@ def test_the_calculator_does_arithmetic(expression, value):
     assert json.loads(calculator().run({"expression": expression}).content) == value
 
 
-@pytest.mark.parametrize("expression", ['__import__("os").system("true")', "open('/etc/passwd')",
-                                        "9 ** 9 ** 9", "'a' * 10", "x + 1", "1 / 0", "(1).__class__", ""])
+@pytest.mark.parametrize("expression, value", [("log(8, 2)", 3), ("round(3.14159, 2)", 3.14),
+                                                ("max(3, 7)", 7)])
+def test_commas_between_function_arguments_stay_commas(expression, value):
+    assert json.loads(calculator().run({"expression": expression}).content) == value
+
+
+@pytest.mark.parametrize("expression", [
+    '__import__("os").system("true")', "open('/etc/passwd')", "9 ** 9 ** 9", "'a' * 10", "x + 1", "1 / 0",
+    "(1).__class__", "", "3999999 ** 3999999", "round(1, -10**9)", '"a".ljust(10**10)', '"%0999d" % 1',
+    "(1).to_bytes(10**10, 'big')", "(10**1000) * (10**1000)", "1 < 2", "True + 1", "[1][0]"])
 def test_the_calculator_refuses_what_is_not_arithmetic(expression):
     result = calculator().run({"expression": expression})
     assert not result.ok and "\n" not in result.error
@@ -304,6 +312,33 @@ def test_the_loop_records_what_a_model_gets_wrong_and_never_hangs():
     assert tool_turns[0].content.startswith("error: there is no tool")
 
 
+def test_a_reply_that_fails_ends_the_run_as_an_error_step_and_bad_requests_are_refused():
+    class Overflowing(Scripted):
+        def fit(self, prompt, config, overflow="error"):
+            from llmlab.errors import ContextOverflowError
+
+            raise ContextOverflowError(9000, 128, 8192)
+
+    run = Agent(Overflowing([]), [calculator()], examples=False).run("What is 2+2?")
+    assert run.stopped == "error" and run.answer is None and "8192" in run.steps[-1].error
+    with pytest.raises(ConfigError, match="two tools are named"):
+        Agent(Scripted([]), [calculator(), calculator()])
+    from llmlab.errors import PromptError
+
+    for empty in ("", []):
+        with pytest.raises(PromptError):
+            Agent(Scripted([]), [calculator()]).run(empty)
+    with pytest.raises(ConfigError, match="timeout"):
+        Tool.from_function(lambda: 1, name="x", timeout=None)
+
+
+def test_a_task_file_cannot_point_a_tool_outside_its_folder(tmp_path):
+    with pytest.raises(ConfigError, match="must lie beside it"):
+        builtin_tools(["files:../"], base=tmp_path)
+    with pytest.raises(ConfigError, match="must lie beside it"):
+        builtin_tools(["files:/etc"], base=tmp_path)
+
+
 # --- agent tasks: matching and scoring ----------------------------------------------------------------
 
 
@@ -344,6 +379,9 @@ def test_pass_hat_k_is_taubench_s_estimate():
     ('{"id": "a", "request": "q", "tools": [], "expected_answer": "x"}', "non-empty list"),
     ('{"id": "a", "request": "q", "tools": ["calculator"], "expected_answer": "x", "x": 1}', "unknown key"),
     ('{"id": "a", "request": "q", "tools": ["calculator"], "expected_calls": [{}]}', "expected_calls"),
+    ('{"id": "a", "request": "q", "tools": ["c"], "expected_calls": [{"name": "c", "arguments": '
+     '{"q": {"regex": "("}}}]}', "bad regex"),
+    ('{"id": "a", "request": "q", "tools": ["calculator"], "expected_answer": " "}', "non-empty string"),
 ])
 def test_a_bad_task_file_is_one_line_with_its_line_number(tmp_path, line, says):
     path = tmp_path / "tasks.jsonl"
@@ -385,6 +423,8 @@ def test_agent_run_answers_arithmetic_and_dates_with_the_bundled_model():
     call = next(s for s in run["steps"] if s["kind"] == "call")
     assert call["tool"] == "days_between" and call["result"] == "59"
     assert [m["role"] for m in run["messages"]][:3] == ["user", "assistant", "tool"]
+    dup = _cli("agent", "run", "hi", "--tool", "search:.", "--tool", "rag:x")
+    assert dup.returncode == 1 and "two tools are named 'search_documents'" in dup.stderr
     bad = _cli("agent", "run", "hi", "--tool", "shell")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0
     assert "unknown tool 'shell'" in bad.stderr

@@ -90,7 +90,8 @@ def run_command(
         return
     why = {"step_limit": f"it reached --max-steps {max_steps} without an answer",
            "cut_off": f"a reply was cut off at --max-new-tokens {max_new_tokens}",
-           "interrupted": "it was interrupted"}[result.stopped]
+           "interrupted": "it was interrupted",
+           "error": f"a reply failed: {result.steps[-1].error}"}[result.stopped]
     err(f"no answer: {why}")
     raise typer.Exit(1)
 

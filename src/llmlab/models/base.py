@@ -260,7 +260,8 @@ class Model(Capable, ABC):
             prompt = as_messages(prompt)
         if (config.tools or config.tool_choice != "auto") and not self.can("tools"):
             # no native tool calls: a call is one JSON reply decoded under a grammar (tools/calling.py)
-            self.require("grammar", "tool calling needs native tool calls or constrained decoding")
+            if config.tool_choice != "none":  # "none" needs no grammar: the history, then plain text
+                self.require("grammar", "tool calling needs native tool calls or constrained decoding")
             from ..tools.calling import prompt_with_tools
 
             check_prompt(prompt)

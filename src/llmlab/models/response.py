@@ -195,7 +195,7 @@ class Response:
             slot[0] = slot[0] or d.id
             slot[1] = slot[1] or d.name
             slot[2] += d.arguments
-        return [ToolCall(cid or f"call_{i}", name or "", args or "{}")
+        return [ToolCall(cid or f"call_{i}", name if isinstance(name, str) else "", args or "{}")
                 for i, (cid, name, args) in sorted(merged.items())]
 
     def json(self):

@@ -111,6 +111,9 @@ def output_config(model, messages, *, schema=None, tools=None, tool_choice="auto
     format (``tools/calling.py``), which every chat template accepts, and the model answers in text.
     """
     config = GenerationConfig()
+    if tools is not None and not isinstance(tools, (list, tuple)):
+        raise ApiError(400, f"tools must be a list of tool definitions, got {type(tools).__name__}",
+                       param=params[1])
     tools = tuple(tools or ())
     if not tools and tool_choice == "auto" and not model.can("tools") and any(
             m.tool_calls or m.role == "tool" for m in messages if isinstance(m, Message)):

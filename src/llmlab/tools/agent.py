@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..chat import Message, ToolCall, as_messages
+from ..chat import Message, ToolCall, as_messages, check_prompt
 from ..config import GenerationConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, LlmlabError
 from .spec import tool_specs
 from .tool import Tool
 
@@ -55,7 +55,9 @@ class Step:
 @dataclass
 class AgentRun:
     answer: str | None
-    stopped: str  # "answer", "step_limit", "cut_off" (a reply hit max_new_tokens), "interrupted"
+    # "answer", "step_limit", "cut_off" (a reply hit max_new_tokens), "interrupted", "error" (a reply
+    # could not be made: the prompt outgrew the context window, a server failed; the step says why)
+    stopped: str
     steps: list[Step] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
 
@@ -81,6 +83,9 @@ class Agent:
         self.tools: dict[str, Tool] = {}
         for t in tools if isinstance(tools, (list, tuple)) else [tools]:
             t = t if isinstance(t, Tool) else Tool.from_function(t)
+            if t.name in self.tools:
+                raise ConfigError(f"two tools are named {t.name!r}; give one another name "
+                                  "(Tool.from_function(fn, name=...))")
             self.tools[t.name] = t
         self.specs = tool_specs(list(self.tools.values()))
         self.system = system
@@ -95,6 +100,7 @@ class Agent:
     def run(self, request: str | list, *, tool_choice: str | None = None) -> AgentRun:
         """Answer ``request`` (a question, or a conversation so far), calling tools as the model asks."""
         messages = [Message("user", request)] if isinstance(request, str) else as_messages(request)
+        check_prompt(messages)  # before the worked examples, whose user turns would hide an empty one
         if self.system and not (messages and messages[0].role == "system"):
             messages.insert(0, Message("system", self.system))
         out = AgentRun(answer=None, stopped="step_limit", messages=messages)
@@ -103,7 +109,12 @@ class Agent:
         shots = [m for block in nearest_last(self.shots, asked)[-SHOTS:] for m in block]
         for _ in range(self.max_steps):
             head = messages[:1] if messages[0].role == "system" else []
-            reply = self._reply(head + shots + messages[len(head):], config)
+            try:
+                reply = self._reply(head + shots + messages[len(head):], config)
+            except LlmlabError as exc:  # the conversation outgrew the window, a server went away...
+                self._step(out, Step("reply", error=str(exc)))
+                out.stopped = "error"
+                return out
             calls = reply.calls
             self._step(out, Step("reply", text=reply.raw if reply.raw is not None else reply.text,
                                  call_id=reply.log_id))
@@ -202,7 +213,7 @@ def agent(model: Model, tools=(), **options) -> Agent:
 def describe(step: Step) -> str:
     """One line for a step, as the CLI prints it."""
     if step.kind == "reply":
-        return f"model: {step.text.strip()}"
+        return f"model: {step.text.strip()}" if step.error is None else f"model: error: {step.error}"
     args = step.arguments or "{}"
     try:
         args = json.dumps(json.loads(args), ensure_ascii=False)

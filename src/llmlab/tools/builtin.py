@@ -1,10 +1,11 @@
 """Built-in tools: a calculator, dates, search over a RAG collection, and reading files in one folder.
 
 None of them runs code the model wrote or reaches a host the user did not name: the calculator is
-``simpleeval`` with arithmetic operators and a short list of math functions only (no names, no
-attribute access, no strings, bounded powers); the date tools compute with ``datetime``; retrieval
-reads the collection and store the user chose; the file reader resolves every path (symlinks too)
-and refuses anything outside its folder. None has side effects.
+``simpleeval`` cut down to number literals, arithmetic operators, a short list of math functions and
+``pi``/``e`` (no strings, attributes, subscripts or comparisons; products and powers bounded, since
+a huge integer operation cannot be interrupted by the tool's timeout); the date tools compute with
+``datetime``; retrieval reads the collection and store the user chose; the file reader resolves
+every path (symlinks too) and refuses anything outside its folder. None has side effects.
 
 ``builtin_tools(["calculator", "dates", "rag:novels", "files:notes/"])`` is how the CLI names them.
 """
@@ -18,21 +19,63 @@ from pathlib import Path
 from ..errors import ConfigError
 from .tool import Tool
 
-_FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max, "log": math.log,
-              "log10": math.log10, "exp": math.exp, "sin": math.sin, "cos": math.cos, "tan": math.tan,
-              "floor": math.floor, "ceil": math.ceil}
+MAX_BITS = 4096  # an integer result larger than this (about 1233 digits) is refused, not computed
+
+
+def _bounded_round(x, ndigits: int = 0):
+    if not isinstance(ndigits, int) or abs(ndigits) > 100:
+        raise ValueError("round() takes at most 100 digits")
+    return round(x, ndigits)
+
+
+def _too_big(a, b) -> bool:
+    return isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_BITS
+
+
+def _mult(a, b):
+    if _too_big(a, b):
+        raise ValueError("the result is too large")
+    return a * b
+
+
+def _pow(a, b):
+    if isinstance(b, (int, float)) and abs(a) > 1 and b > 0 and b * math.log2(abs(a)) > MAX_BITS:
+        raise ValueError("the result is too large")
+    return a ** b
+
+
+_FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": _bounded_round, "min": min, "max": max,
+              "log": math.log, "log10": math.log10, "exp": math.exp, "sin": math.sin, "cos": math.cos,
+              "tan": math.tan, "floor": math.floor, "ceil": math.ceil}
 _NAMES = {"pi": math.pi, "e": math.e}
 _SPELLINGS = str.maketrans({"×": "*", "÷": "/", "−": "-", "^": "**"})  # "^" is a power, as people write it
 
 
 def _evaluator():
+    """simpleeval with arithmetic only: number literals, + - * / // % **, unary signs, the functions
+    and constants above; no strings, attributes, subscripts, comparisons or f-strings, and products
+    and powers bounded (Python cannot interrupt a huge integer operation, so a tool timeout would not
+    stop one)."""
     import ast
+    import operator
 
     import simpleeval
 
-    ops = {k: v for k, v in simpleeval.DEFAULT_OPERATORS.items()
-           if k in (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.USub, ast.UAdd)}
-    return simpleeval.SimpleEval(operators=ops, functions=_FUNCTIONS, names=_NAMES)
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: _mult, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: _pow,
+           ast.USub: operator.neg, ast.UAdd: operator.pos}
+    ev = simpleeval.SimpleEval(operators=ops, functions=_FUNCTIONS, names=_NAMES)
+    allowed = {ast.Expr, ast.Name, ast.UnaryOp, ast.BinOp, ast.Call, ast.Constant}
+    ev.nodes = {k: v for k, v in ev.nodes.items() if k in allowed}
+    constant = ev.nodes[ast.Constant]
+
+    def number(node):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise ValueError(f"only numbers, not {node.value!r}")
+        return constant(node)
+
+    ev.nodes[ast.Constant] = number
+    return ev
 
 
 def calculate(expression: str) -> int | float:
@@ -41,16 +84,20 @@ def calculate(expression: str) -> int | float:
     Args:
         expression: arithmetic with + - * / // % ** and parentheses, e.g. (17 * 23) / 4
     """
+    import re
+
     import simpleeval
 
-    text = expression.translate(_SPELLINGS).replace(",", "").strip().rstrip("=").strip()
+    text = expression.translate(_SPELLINGS).strip().rstrip("=").strip()
+    if "(" not in text:  # a thousands separator ("1,000"), never a function's argument list
+        text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)
     if not text:
         raise ValueError("the expression is empty")
     try:
         value = _evaluator().eval(text)
     except ZeroDivisionError:
         raise ValueError("division by zero") from None
-    except (simpleeval.InvalidExpression, SyntaxError, TypeError, OverflowError, ValueError) as exc:
+    except (simpleeval.InvalidExpression, SyntaxError, TypeError, OverflowError, ValueError, KeyError) as exc:
         raise ValueError(f"not an arithmetic expression I can evaluate: {expression!r} ({exc})") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{expression!r} is not arithmetic")
@@ -153,7 +200,8 @@ def retrieval_tool(collection: str, *, k: int = 3, store=None, retriever: str = 
         {"request": "How many days of holiday do staff get?", "arguments": {"query": "staff holiday days"},
          "result": [{"source": "handbook.md, chars 0-38", "text": "Staff get 25 days of holiday a year."}],
          "answer": "Staff get 25 days of holiday a year (handbook.md)."},
-        {"request": "What time does the museum close on Sundays?", "arguments": {"query": "museum Sunday hours"},
+        {"request": "What time does the museum close on Sundays?",
+         "arguments": {"query": "museum Sunday hours"},
          "result": [{"source": "visit.md, chars 120-190", "text": "On Sundays the museum is open from 11:00 "
                      "to 16:00."}],
          "answer": "On Sundays the museum closes at 16:00 (visit.md)."}])
@@ -193,11 +241,15 @@ def file_reader(folder: str | Path, *, max_bytes: int = 20_000) -> Tool:
         if not target.is_file():
             names = sorted(p.name for p in root.iterdir() if p.is_file())[:20]
             raise FileNotFoundError(f"no file {path!r}; files here: {', '.join(names) or 'none'}")
-        data = target.read_bytes()[:max_bytes]
-        try:
-            return data.decode("utf-8")
+        import codecs
+
+        with target.open("rb") as fh:  # only the first max_bytes are read, whatever the file's size
+            data = fh.read(max_bytes + 1)
+        try:  # incremental: a character cut at the limit is left out, not an error
+            text = codecs.getincrementaldecoder("utf-8")().decode(data[:max_bytes], final=False)
         except UnicodeDecodeError:
             raise ValueError(f"{path!r} is not UTF-8 text") from None
+        return text + (f" [cut at {max_bytes} bytes]" if len(data) > max_bytes else "")
 
     return Tool.from_function(read_file)
 
@@ -209,12 +261,16 @@ BUILTIN = {"calculator": "arithmetic without eval", "dates": "current date and t
 
 def builtin_tools(names: list[str], *, store=None, base: Path | None = None) -> list[Tool]:
     """Tools by the names the CLI takes: ``calculator``, ``dates``, ``rag:COLLECTION``,
-    ``search:FOLDER``, ``files:FOLDER`` (a relative folder is taken from ``base``, if given)."""
+    ``search:FOLDER``, ``files:FOLDER``. With ``base`` (a task file's folder) a folder is taken
+    relative to it and must lie inside it: a shared task file cannot point a tool at ``~/.ssh``."""
     tools: list[Tool] = []
     for name in names:
         kind, _, arg = name.partition(":")
         if kind in ("files", "search") and arg and base is not None:
-            arg = str(base / arg)
+            folder = (base / arg).resolve()
+            if not folder.is_relative_to(base.resolve()):
+                raise ConfigError(f"tool {name!r}: a task file's folders must lie beside it, in {base}")
+            arg = str(folder)
         if kind == "calculator" and not arg:
             tools.append(calculator())
         elif kind == "dates" and not arg:

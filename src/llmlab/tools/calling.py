@@ -47,16 +47,17 @@ _ANSWER_START = re.compile(r'^\s*\{\s*"answer"\s*:\s*"')
 def call_schema(specs: tuple[dict, ...], tool_choice: str = "auto", answer: dict | None = None) -> dict:
     """The JSON schema of one reply: a call of one of the tools, or (unless a call is required) an
     answer. A tool whose parameters the grammar cannot enforce is refused in one line."""
-    from ..schema import check_schema
+    from ..schema import check_schema, grammar_schema
 
     options = []
     for spec in specs:
         fn = spec["function"]
         if tool_choice not in ("auto", "required") and fn["name"] != tool_choice:
             continue
-        params = fn["parameters"]
         try:
-            check_schema(params)
+            check_schema(fn["parameters"])
+            # refs inlined here: nested under anyOf/i/properties/arguments, "#/$defs/X" would miss
+            params = grammar_schema(fn["parameters"])
         except ConfigError as exc:
             raise ConfigError(f"tool {fn['name']!r} cannot be called under a grammar: {exc}") from None
         options.append({"type": "object", "properties": {"tool": {"const": fn["name"]}, "arguments": params},
@@ -73,13 +74,19 @@ def tools_prompt(specs: tuple[dict, ...], tool_choice: str = "auto") -> str:
     for spec in specs:
         fn = spec["function"]
         props = fn["parameters"].get("properties", {})
-        args = ", ".join(f"{k}: {v.get('type', 'value')}" + (f" ({v['description']})" if v.get("description")
-                                                               else "") for k, v in props.items())
+        args = ", ".join(_describe(k, v) for k, v in props.items()) if isinstance(props, dict) else ""
         lines.append(f"- {fn['name']}({args}): {fn['description']}".rstrip(": "))
     lines.append('To call a tool, reply {"tool": NAME, "arguments": {...}}.')
     if tool_choice == "auto":
         lines.append('To answer the user, reply {"answer": TEXT}.')
     return "\n".join(lines)
+
+
+def _describe(name: str, prop) -> str:
+    if not isinstance(prop, dict):  # a boolean subschema says nothing to show
+        return name
+    described = prop.get("description")
+    return f"{name}: {prop.get('type', 'value')}" + (f" ({described})" if isinstance(described, str) else "")
 
 
 def plain_messages(messages: list[Message], specs: tuple[dict, ...],
@@ -160,8 +167,9 @@ def prompt_with_tools(model: Model, prompt: str | list[Message], config: Generat
                         stream=lambda p, c, cancel=None: model.stream(p, inner, cancel=cancel))
     schema = call_schema(use, config.tool_choice, config.json_schema)  # checked even when not used
     inner = config.replace(tools=(), tool_choice="auto", json_schema=schema if constrained else None)
-    if not constrained:
-        inner = dataclasses.replace(inner, json_schema=None)
+    if not constrained:  # without the grammar a base model writes on past its reply: stop at the next turn
+        inner = dataclasses.replace(inner, json_schema=None,
+                                    stop=inner.stop + (() if model.chats else ("\nUser:",)))
     fitted, n_prompt, dropped = model.fit(shown, inner, overflow)
     response = Response(model, fitted, config, n_prompt, dropped, cancel=cancel)
     response._stream = lambda p, c, cancel=None: _reread(model.stream(p, inner, cancel=cancel), response,
@@ -198,6 +206,7 @@ def _reread(chunks: Iterator[Chunk], response: Response, structured: bool,
             yield Chunk(text=raw)
         yield Chunk(finish_reason=last.finish_reason or "length", usage=last.usage)
         return
+    finish = last.finish_reason if constrained else "stop"  # a parsed reply is whole, whatever followed
     if "tool" in value:
         call = ToolCallDelta(0, id=f"call_{uuid.uuid4().hex[:12]}", name=value["tool"],
                              arguments=json.dumps(value.get("arguments", {}), ensure_ascii=False))
@@ -207,7 +216,7 @@ def _reread(chunks: Iterator[Chunk], response: Response, structured: bool,
     text = answer if isinstance(answer, str) and not structured else json.dumps(answer, ensure_ascii=False)
     if len(text) > len(shown) and text.startswith(shown):
         yield Chunk(text=text[len(shown):])
-    yield Chunk(finish_reason=last.finish_reason or "stop", usage=last.usage)
+    yield Chunk(finish_reason=finish or "stop", usage=last.usage)
 
 
 def _loads(raw: str):

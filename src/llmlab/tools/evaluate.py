@@ -74,7 +74,8 @@ class AgentEvalKind(RunKind):
     def header(self) -> dict:
         return {"tasks": self.source, "n_tasks": len(self.tasks), "repeats": self.repeats,
                 "settings": self.config.to_dict(), "constrained": self.constrained,
-                "examples": self.examples, "max_steps": self.max_steps}
+                "examples": self.examples, "max_steps": self.max_steps,
+                "mode": call_mode(self.m, self.constrained)}
 
     def plan(self) -> list[Unit]:
         return [Unit(f"{t.id}/{trial}", i * self.repeats + trial, (t, trial))
@@ -100,6 +101,13 @@ class AgentEvalKind(RunKind):
         return figures(self.tasks, list(results.values()), self.repeats)
 
 
+def call_mode(model, constrained: bool) -> str:
+    """How a model's calls are made: "native" (its server's tool calls), "constrained" or not."""
+    if model.can("tools"):
+        return "native"
+    return "constrained" if constrained else "unconstrained"
+
+
 def figures(tasks: list[AgentTask], results: list[dict], repeats: int) -> dict:
     """The table's numbers for one model, from its stored trial results."""
     from ..evals.metrics import mean_ci
@@ -121,12 +129,14 @@ def figures(tasks: list[AgentTask], results: list[dict], repeats: int) -> dict:
            "calls": share("calls_ok", lambda t: t.expected_calls and not t.irrelevance),
            "irrelevance": share("calls_ok", lambda t: t.irrelevance),
            "answer": share("answer_ok", lambda t: t.expected_answer is not None),
-           "steps": sum(r["steps"] for r in results) / max(len(results), 1),
+           "steps": sum(r["steps"] for r in results) / max(len(results), 1),  # 0 for an empty run
            "seconds": sum(r["seconds"] for r in results) / max(len(results), 1),
            "pass": {}}
     trials = [[bool(r["success"]) for r in rs] for rs in by_task.values()]
     for k in range(1, repeats + 1):
-        per = pass_hat_k(trials, k)
+        per = pass_hat_k([t for t in trials if len(t) >= k], k)  # an unfinished run: tasks that have k
+        if not per:
+            continue
         low, high = mean_ci(per)
         out["pass"][str(k)] = {"value": sum(per) / len(per), "low": low, "high": high, "n": len(per)}
     return out
@@ -140,13 +150,14 @@ class AgentEvalResult:
     def table(self) -> Table:
         repeats = max((r["figures"]["repeats"] for r in self.rows), default=1)
         ks = [1] + ([repeats] if repeats > 1 else [])
+        na = {"value": float("nan")}
         cols = ["model", "calls", "tasks", "call match", "irrelevance", "answer",
                 *(f"pass^{k}" for k in ks), "steps", "s/task"]
         t = Table(cols, title=f"agent tasks: {self.source} (95% intervals over tasks)", title_justify="left")
         for row in self.rows:
             f = row["figures"]
             t.add_row(row["model"], row["mode"], str(f["tasks"]), _ci(f["calls"]), _ci(f["irrelevance"]),
-                      _ci(f["answer"]), *(_ci(f["pass"][str(k)]) for k in ks), f"{f['steps']:.1f}",
+                      _ci(f["answer"]), *(_ci(f["pass"].get(str(k), na)) for k in ks), f"{f['steps']:.1f}",
                       f"{f['seconds']:.1f}")
         return t
 
@@ -168,7 +179,7 @@ class AgentEvalResult:
 
 
 def _ci(x: dict | None) -> str:
-    if x is None:
+    if x is None or x["value"] != x["value"]:  # none, or NaN: nothing to show
         return "-"
     return f"{x['value']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
 
@@ -214,8 +225,7 @@ def agent_eval(tasks_source: str | Path, models: list, *, repeats: int = 1, temp
                 model.logger = old_logger
                 if isinstance(spec, str):
                     model.close()
-            native = model.can("tools")
-            mode = "native" if native else ("constrained" if constrained else "unconstrained")
+            mode = call_mode(model, constrained)
             result.rows.append({"model": kind.model, "mode": mode, "run_id": outcome.run_id,
                                 "figures": outcome.summary, "results": list(outcome.results.values())})
     finally:
@@ -234,10 +244,10 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
         results = list(store.units(run["id"]).values())
         known = Path(h["tasks"]).exists() or h["tasks"] == "builtin"
         tasks = read_tasks(h["tasks"])[0] if known else []
-        summary = run.get("summary") or (figures(tasks, results, h["repeats"]) if tasks else None)
+        summary = run.get("summary") or (figures(tasks, results, h["repeats"]) if tasks and results else None)
         if summary is None:
             continue
-        mode = "constrained" if h.get("constrained") else "unconstrained"
+        mode = h.get("mode") or ("constrained" if h.get("constrained") else "unconstrained")
         result.rows.append({"model": run["model"], "mode": mode, "run_id": run["id"], "figures": summary,
                             "results": results})
     return show_tables([result.table()], fmt, console)

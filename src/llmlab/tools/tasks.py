@@ -17,7 +17,8 @@ Calls are matched as the Berkeley Function Calling Leaderboard's AST checker mat
 structure and not by string: the same function name, every required argument present, no argument
 that is not expected, each value equal to an acceptable one — numbers as numbers (``4`` equals
 ``4.0``), strings without case or whitespace, lists and objects element by element. The calls of a
-whole agent run are compared as a set with the expected ones (order and repeats of one call aside).
+whole agent run are compared with the expected ones: each expected call made, and no call made that
+matches none of them (order and repeats aside).
 
 ``builtin`` names the task set shipped with llmlab (``tools/agent_tasks.jsonl``), written for this
 project: arithmetic, dates, search over three short documents, and requests no tool fits.
@@ -106,14 +107,28 @@ def _task(d: dict, where: str) -> AgentTask:
                 and isinstance(c.get("arguments", {}), dict) for c in calls):
             raise DataError(f"{where}: 'expected_calls' must be a list of objects with a name "
                             "and arguments")
+        for call in calls:
+            for value in call.get("arguments", {}).values():
+                _check_regexes(value, where)
         calls = tuple(calls)
     answer = d.get("expected_answer")
     if answer is not None:
         answer = (answer,) if isinstance(answer, str) else answer
-        if not isinstance(answer, (list, tuple)) or not answer or not all(isinstance(a, str) for a in answer):
-            raise DataError(f"{where}: 'expected_answer' must be a string or a list of strings")
+        if not isinstance(answer, (list, tuple)) or not answer or not all(
+                isinstance(a, str) and a.strip() for a in answer):
+            raise DataError(f"{where}: 'expected_answer' must be a non-empty string or a list of them")
         answer = tuple(answer)
     return AgentTask(d["id"], d["request"], tuple(tools), calls, answer, str(d.get("category", "")))
+
+
+def _check_regexes(value, where: str) -> None:
+    """Every ``{"regex": ...}`` among an argument's acceptable values compiles."""
+    for option in value if isinstance(value, list) else [value]:
+        if isinstance(option, dict) and "regex" in option:
+            try:
+                re.compile(option["regex"])
+            except (re.error, TypeError) as exc:
+                raise DataError(f"{where}: bad regex {option['regex']!r} ({exc})") from None
 
 
 # --- matching ------------------------------------------------------------------------------------------
@@ -168,25 +183,12 @@ def call_matches(expected: dict, name: str, arguments) -> bool:
 
 
 def calls_match(expected: tuple[dict, ...], made: list[tuple[str, str]]) -> bool:
-    """The run's calls, as a set, against the expected ones: each expected call made, no other call."""
-    distinct = list(dict.fromkeys((n, _canonical(a)) for n, a in made))
+    """The run's calls against the expected ones: every expected call was made, and every call made
+    is one of the expected (a repeat, in another spelling too, is no fault; a wrong call is)."""
     if not expected:
-        return not distinct
-    used = set()
-    for exp in expected:
-        hit = next((i for i, (n, a) in enumerate(distinct)
-                    if i not in used and call_matches(exp, n, a)), None)
-        if hit is None:
-            return False
-        used.add(hit)
-    return len(used) == len(distinct)
-
-
-def _canonical(arguments: str) -> str:
-    try:
-        return json.dumps(json.loads(arguments or "{}"), sort_keys=True)
-    except ValueError:
-        return arguments
+        return not made
+    return (all(any(call_matches(e, n, a) for n, a in made) for e in expected)
+            and all(any(call_matches(e, n, a) for e in expected) for n, a in made))
 
 
 def _plain(text: str) -> str:

@@ -78,6 +78,12 @@ class Tool:
 
         if not callable(fn):
             raise ConfigError(f"a tool must be a function, got {type(fn).__name__}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < 1e6:
+            raise ConfigError(f"a tool's timeout must be a positive number of seconds, got {timeout!r}")
+        for ex in examples or []:
+            if not isinstance(ex, dict) or not {"request", "answer"} <= set(ex):
+                raise ConfigError("a tool's worked example is a dict with 'request', 'arguments', "
+                                  f"'result' and 'answer', got {ex!r}")
         tool_name = name or getattr(fn, "__name__", "")
         doc = docstring_parser.parse(inspect.getdoc(fn) or "")
         param_docs = {p.arg_name: p.description or "" for p in doc.params}
