@@ -94,3 +94,37 @@ def test_the_leaderboard_counts_only_anonymous_votes_and_refuses_bad_ones():
         bradley_terry([{"model_a": "a", "model_b": "b", "winner": "a"}])
     with pytest.raises(DataError, match="two different models"):
         online_elo([{"model_a": "a", "model_b": "a", "winner": "tie"}])
+
+
+# --- battles and votes with the bundled models -----------------------------------------------------------
+
+
+def test_a_battle_answers_on_random_sides_with_one_seed_and_takes_one_vote(smollm2, gemma, tmp_path):
+    import random
+
+    from llmlab import GenerationConfig
+    from llmlab.arena.battle import start
+    from llmlab.errors import ConfigError
+    from llmlab.store import Store
+
+    models = {"smollm2": smollm2, "gemma3-270m": gemma}
+    config = GenerationConfig(max_new_tokens=12, temperature=0.8)
+    sides = set()
+    store = Store.open(tmp_path / "votes.db")
+    for seed in range(6):
+        battle = start(models, "Name a colour.", config, rng=random.Random(seed))
+        sides.add(battle.model_a)
+        assert {battle.model_a, battle.model_b} == set(models) and battle.done
+        assert isinstance(battle.settings["seed"], int) and battle.settings["temperature"] == 0.8
+        assert battle.answer_a and battle.answer_b
+        battle.vote(["a", "b", "tie", "bad"][seed % 4], store)
+        with pytest.raises(ConfigError, match="voted on already"):
+            battle.vote("a", store)
+    assert sides == set(models)  # both models were drawn on side A
+    votes = store.votes()
+    expected = ["model_a", "model_b", "tie", "tie (bothbad)", "model_a", "model_b"]
+    assert [v["winner"] for v in votes] == expected
+    assert all(v["anonymous"] and v["answer_a"] is not None for v in votes)
+    board = leaderboard(votes, rounds=50)
+    assert {s.model for s in board} == set(models) and sum(s.battles for s in board) == 12
+    store.close()

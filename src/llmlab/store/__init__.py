@@ -1,8 +1,9 @@
 """The SQLite store: every call llmlab makes and every run, queryable and exportable.
 
-It is split by what it stores: ``calls.py`` (the call log and the cache of model-file hashes) and
-``runs.py`` (runs of every kind and their units), over ``db.py`` (opening, migrations, one-line
-errors) and ``migrations.py`` (the schema, append-only). ``Store`` is all of them on one connection:
+It is split by what it stores: ``calls.py`` (the call log and the cache of model-file hashes),
+``runs.py`` (runs of every kind and their units) and ``arena.py`` (the arena's votes), over ``db.py``
+(opening, migrations, one-line errors) and ``migrations.py`` (the schema, append-only). ``Store`` is
+all of them on one connection:
 
     >>> from llmlab.store import Store
     >>> store = Store.open()                      # $LLMLAB_DB, else the user data directory
@@ -12,14 +13,15 @@ errors) and ``migrations.py`` (the schema, append-only). ``Store`` is all of the
 
 from __future__ import annotations
 
+from .arena import ArenaStore
 from .calls import CallStore
 from .db import Database
 from .migrations import MIGRATIONS, migration
 from .runs import RunStore
 
 
-class Store(CallStore, RunStore, Database):
-    """One database connection with the call log and the runs."""
+class Store(CallStore, RunStore, ArenaStore, Database):
+    """One database connection with the call log, the runs and the arena's votes."""
 
 
 __all__ = ["MIGRATIONS", "Store", "migration"]

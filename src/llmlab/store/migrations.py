@@ -247,3 +247,25 @@ def m013_calls_tool_calls(db: sqlite3.Connection) -> None:
     # the tool calls a response asked for (OpenAI chat format, JSON), so an agent's every step is in
     # the log: its calls here, the tools' results in the next call's messages
     db.execute("ALTER TABLE calls ADD COLUMN tool_calls TEXT")
+
+
+@migration
+def m014_arena_votes(db: sqlite3.Connection) -> None:
+    # one row per arena vote: the two answers to one prompt under one set of settings, which side
+    # won, and whether the voter knew the names (only anonymous votes are rated)
+    db.execute("""
+        CREATE TABLE arena_votes (
+            id INTEGER PRIMARY KEY,
+            ts TEXT NOT NULL,
+            battle TEXT NOT NULL UNIQUE,
+            model_a TEXT NOT NULL,
+            model_b TEXT NOT NULL,
+            winner TEXT NOT NULL,
+            anonymous INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            answer_a TEXT NOT NULL,
+            answer_b TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            call_a INTEGER,
+            call_b INTEGER
+        )""")
