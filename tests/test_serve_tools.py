@@ -43,7 +43,21 @@ def server(tmp_path_factory):
     db = tmp_path_factory.mktemp("serve-tools") / "calls.db"
     args = ["--db", str(db), "serve", "-m", "smollm2", "--n-ctx", "2048", "--parallel", "2", "-q"]
     with ServerProcess(args, log=db.with_suffix(".log")) as s:
+        s.db = db
         yield s
+
+
+def shown_to_the_model(server, text: str) -> bool:
+    """Whether the server's latest logged call showed the model ``text`` in its messages: what the
+    server guarantees; whether a 135M model then uses the number is the model's business."""
+    from llmlab.store import Store
+
+    store = Store.open(server.db)
+    try:
+        last = store.calls(limit=1)[0]
+    finally:
+        store.close()
+    return any(text in m["content"] for m in last["messages"] or [])
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +124,7 @@ def test_a_named_tool_is_called_streamed_and_not(client):
     assert (streamed.function.name, streamed.function.arguments) == ("multiply", call.function.arguments)
 
 
-def test_required_call_then_the_result_gives_an_answer(client):
+def test_required_call_then_the_result_gives_an_answer(client, server):
     out = client.chat.completions.create(model="smollm2", messages=ASK, tools=[MULTIPLY],
                                          tool_choice="required", **GREEDY)
     (call,) = out.choices[0].message.tool_calls
@@ -120,7 +134,8 @@ def test_required_call_then_the_result_gives_an_answer(client):
     answer = client.chat.completions.create(model="smollm2", messages=history, tools=[MULTIPLY], **GREEDY)
     reply = answer.choices[0]
     assert reply.finish_reason == "stop" and not reply.message.tool_calls
-    assert str(result) in reply.message.content  # the model read the tool's result
+    assert reply.message.content.strip()
+    assert shown_to_the_model(server, f"Result of multiply: {result}")  # the result reached the model
     plain = client.chat.completions.create(model="smollm2", messages=ASK, tools=[MULTIPLY],
                                            tool_choice="none", **GREEDY)
     assert not plain.choices[0].message.tool_calls and plain.choices[0].message.content
@@ -160,7 +175,8 @@ def test_ollama_client_format_tools_and_results(server):
     assert [c.message.tool_calls[0].function.name for c in streamed] == ["multiply"]
     history = ASK + [asked.message, {"role": "tool", "content": "408", "tool_name": "multiply"}]
     answer = client.chat(model="smollm2", messages=history, tools=[multiply], options=options)
-    assert not answer.message.tool_calls and "408" in answer.message.content
+    assert not answer.message.tool_calls and answer.message.content.strip()
+    assert shown_to_the_model(server, "Result of multiply: 408")
     # format and tools together: a call when the model calls, a shaped answer when it answers
     both = client.chat(model="smollm2", messages=ASK, tools=[multiply], format=PERSON, options=options)
     assert both.message.tool_calls[0].function.name == "multiply"
