@@ -133,10 +133,12 @@ def main() -> None:
 
     print(f"threads={threads}, n_ctx={N_CTX}, repeats={args.repeats} (median), "
           f"new tokens={args.tokens}, token counts seen: {sorted(counts)}\n")
-    print("| measure | raw llama-cpp-python | llmlab | ratio | target |")
-    print("|---|---|---|---|---|")
+    from llmlab.runs import Table
+
+    table = Table(["measure", "raw llama-cpp-python", "llmlab", "ratio", "target"])
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        table.add_row(*row)
+    print(table.to_markdown())
 
 
 if __name__ == "__main__":

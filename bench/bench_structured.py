@@ -217,10 +217,12 @@ def main() -> None:
         model.close()
 
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
-    print("| measure | unconstrained | with JSON schema | ratio | target |")
-    print("|---|---|---|---|---|")
+    from llmlab.runs import Table
+
+    table = Table(["measure", "unconstrained", "with JSON schema", "ratio", "target"])
     for row in rows:
-        print("| " + " | ".join(row) + " |")
+        table.add_row(*row)
+    print(table.to_markdown())
 
 
 if __name__ == "__main__":
