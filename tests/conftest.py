@@ -122,3 +122,22 @@ def novels(tmp_path_factory):
     seconds = time.perf_counter() - start
     print(f"\ningested {report.files} novels: {report.chunks_total} chunks in {seconds:.1f} s")
     return {"store": root / "store", "docs": docs, "report": report, "seconds": seconds}
+
+
+@pytest.fixture(scope="session")
+def ui_app(tmp_path_factory):
+    """The web UI launched once on 127.0.0.1 over its own store (models log their calls there):
+    ``ui_app.url``, ``ui_app.wb`` (the Workbench: ``wb.store``, ``wb.db``), ``ui_app.demo``."""
+    pytest.importorskip("gradio")
+    from types import SimpleNamespace
+
+    from llmlab.ui.app import launch
+    from llmlab.ui.workbench import Workbench
+
+    canary("smollm2")
+    db = tmp_path_factory.mktemp("ui") / "ui.db"
+    wb = Workbench(db=db, n_ctx=2048)
+    demo = launch(wb, host="127.0.0.1", block=False, quiet=True)
+    yield SimpleNamespace(url=demo.local_url, wb=wb, demo=demo, db=db)
+    demo.close()
+    wb.close()

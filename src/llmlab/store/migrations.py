@@ -269,3 +269,20 @@ def m014_arena_votes(db: sqlite3.Connection) -> None:
             call_a INTEGER,
             call_b INTEGER
         )""")
+
+
+@migration
+def m015_conversations(db: sqlite3.Connection) -> None:
+    # the web UI's conversations, kept whole after every turn, and its named setting presets
+    db.execute("""
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL,
+            system TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            messages TEXT NOT NULL
+        )""")
+    db.execute("CREATE TABLE presets (name TEXT PRIMARY KEY, ts TEXT NOT NULL, settings TEXT NOT NULL)")
