@@ -141,3 +141,52 @@ def ui_app(tmp_path_factory):
     yield SimpleNamespace(url=demo.local_url, wb=wb, demo=demo, db=db)
     demo.close()
     wb.close()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's, never a downloaded one) driven by Playwright."""
+    pytest.importorskip("playwright")
+    if not CHROMIUM.exists():
+        pytest.skip("the browser tests need Debian's chromium: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, ui_app, request, tmp_path_factory):
+    """A fresh browser tab on the UI that records every request it makes: a request to any host but
+    127.0.0.1 fails the test. ``page.shot(name)`` saves a screenshot under the pytest temp dir."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    outside: list[str] = []
+
+    def seen(req):
+        host = urlparse(req.url).hostname
+        if req.url.startswith(("http:", "https:", "ws:", "wss:")) and host not in ("127.0.0.1", "localhost"):
+            outside.append(req.url)
+
+    tab.on("request", seen)
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+
+    def shot(name: str) -> Path:
+        path = shots / f"{request.node.name}-{name}.png"
+        tab.screenshot(path=str(path), full_page=True)
+        return path
+
+    tab.shot = shot
+    tab.goto(ui_app.url)
+    tab.wait_for_selector("gradio-app .gradio-container, .gradio-container", timeout=30_000)
+    yield tab
+    context.close()
+    assert not outside, f"the UI made requests that left 127.0.0.1: {outside[:5]}"
