@@ -63,6 +63,7 @@ def serve(
     log: Annotated[bool, typer.Option("--log/--no-log", help="write each generation to the call log")]
     = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no access log")] = False,
+    ui: Annotated[bool, typer.Option("--ui/--no-ui", help="the web UI at /ui (needs llmlab[ui])")] = True,
     grace: Annotated[float, typer.Option(
         help="on SIGTERM or Ctrl-C, seconds that running requests get to finish before they are "
         "ended with an error")] = 10.0,
@@ -104,7 +105,21 @@ def serve(
         shown = f"[{host}]" if ":" in host else host
         err(f"serving {', '.join(models.by_name)} at http://{shown}:{port} "
             f"(OpenAI API: http://{shown}:{port}/v1, Ollama API: http://{shown}:{port}/api)")
-        app = create_app(models, api_key=api_key, max_body=max_body, body_timeout=header_timeout)
+        workbench = None
+        if ui:
+            try:
+                import gradio  # noqa: F401
+
+                from ..ui.workbench import Workbench
+
+                first = (model or ["smollm2"])[0].split("=", 1)[-1]  # NAME=MODEL serves MODEL
+                workbench = Workbench(default_model="smollm2" if first.startswith("rag/") else first,
+                                      n_ctx=n_ctx, n_threads=threads)
+                err(f"web UI: http://{shown}:{port}/ui")
+            except ImportError:
+                err("note: no web UI at /ui: it needs gradio (pip install 'llmlab[ui]')")
+        app = create_app(models, api_key=api_key, max_body=max_body, body_timeout=header_timeout,
+                         ui=workbench)
         server.run(app, models, host=host, port=port,
                    grace=grace, header_timeout=header_timeout, quiet=quiet)
     finally:

@@ -29,6 +29,7 @@ from .common import ApiError, ClientGone, api_error, call, ollama_body, one_line
 from .models import QueueFull, ServedModels, ShuttingDown
 
 log = logging.getLogger("llmlab.serve")
+UI_PATH = "/ui"
 OPEN_PATHS = {"/", "/health", "/api/version"}  # answer without a key, as health checks need
 
 
@@ -40,6 +41,8 @@ def _render(path: str, err: ApiError) -> JSONResponse:
 class Guard:
     """API key check and body size limit, before any route runs."""
 
+    lifespan = "off"  # what uvicorn runs of the app's startup and shutdown (the UI needs "on")
+
     def __init__(self, app, api_key: str | None, max_body: int, body_timeout: float = 30.0):
         self.app = app
         self.api_key = api_key
@@ -50,6 +53,9 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if path == UI_PATH or path.startswith(UI_PATH + "/"):
+            # the web UI: gradio's own uploads, limits and login (the key is its password)
+            return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         if self.api_key and path not in OPEN_PATHS and not self._authorized(headers):
             err = ApiError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
@@ -111,7 +117,10 @@ class TokenizeRequest(BaseModel):
 
 
 def create_app(models: ServedModels, *, api_key: str | None = None, max_body: int = 1 << 20,
-               body_timeout: float = 30.0):
+               body_timeout: float = 30.0, ui=None):
+    """The server's app. ``ui`` (a ``llmlab.ui.Workbench``) mounts the web UI at ``/ui``; it loads
+    its own copies of the models it is asked for, since the served ones belong to the serving
+    engine's threads. With ``api_key`` the UI asks for a login: user ``llmlab``, the key as password."""
     from . import ollama_api, openai_api
 
     app = FastAPI(title="llmlab serve", version="1", docs_url="/docs", redoc_url=None)
@@ -177,4 +186,10 @@ def create_app(models: ServedModels, *, api_key: str | None = None, max_body: in
             return {"tokens": [t.id for t in tokens]}
         return {"tokens": await call(served, lambda: model.token_ids(req.content, special=True))}
 
-    return Guard(app, api_key, max_body, body_timeout)
+    guard = Guard(app, api_key, max_body, body_timeout)
+    if ui is not None:
+        from ..ui.app import mount
+
+        mount(app, ui, UI_PATH, auth=("llmlab", api_key) if api_key else None)
+        guard.lifespan = "on"  # gradio starts its queue in the app's startup
+    return guard

@@ -89,7 +89,8 @@ def run(app, models: ServedModels, *, host: str, port: int, grace: float = 10.0,
         log.addHandler(handler)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     protocol = type("Deadline", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
-    config = uvicorn.Config(app, host=host, port=port, http=protocol, lifespan="off",
+    config = uvicorn.Config(app, host=host, port=port, http=protocol,
+                            lifespan=getattr(app, "lifespan", "off"),
                             log_level="warning" if quiet else "info", access_log=not quiet,
                             timeout_graceful_shutdown=grace + 3)  # room to send the error events
     Server(config, models, grace).run()

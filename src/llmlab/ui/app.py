@@ -70,9 +70,10 @@ def launch(wb: Workbench | None = None, *, host: str = "127.0.0.1", port: int | 
     return demo
 
 
-def mount(app, wb: Workbench | None = None, path: str = "/ui"):
-    """Mount the UI into a FastAPI ``app`` (``llmlab serve`` does, at ``/ui``)."""
+def mount(app, wb: Workbench | None = None, path: str = "/ui", auth=None):
+    """Mount the UI into a FastAPI ``app`` (``llmlab serve`` does, at ``/ui``); ``auth`` is gradio's
+    (a (user, password) pair)."""
     gr = _gradio()
     demo = build_app(wb)
     return gr.mount_gradio_app(app, demo, path=path, theme=theme(), css=CSS, footer_links=["api"],
-                               show_error=True)
+                               show_error=True, auth=auth)
