@@ -170,7 +170,7 @@ def build(wb) -> None:
                                                           elem_id="chat-export-md")
                 with gr.Column(scale=3, min_width=300):
                     chatbot = gr.Chatbot(editable="user", height=460, label="Chat", elem_id="chat-log",
-                                         feedback_options=None)
+                                         feedback_options=None, buttons=["copy", "copy_all"])
                     stats = gr.Markdown(elem_id="chat-stats", elem_classes="llmlab-stats")
                     with gr.Row():
                         msg = gr.Textbox(show_label=False, placeholder="Message (Enter sends)", scale=6,
@@ -253,6 +253,7 @@ def build(wb) -> None:
                 return [], "", c, gr.update(value=None), None, None
 
             new_btn.click(new_conversation, [model, system, *sliders], turn_out, api_name="new_conversation")
+            chatbot.clear(new_conversation, [model, system, *sliders], turn_out, api_name=False)
 
             def store_preset(name, *values):
                 name = (name or "").strip()
