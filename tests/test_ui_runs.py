@@ -41,8 +41,8 @@ def held_out(path, n=12):
 def run_eval(client, path, methods=("score",), limit=0, fresh=False):
     from gradio_client import handle_file
 
-    return client.predict(handle_file(str(path)), None, "sentiment", ["zero-shot"], list(methods), ["smollm2"],
-                          limit, "", "", "", "", None, fresh, False, api_name="/evaluate")
+    return client.predict(handle_file(str(path)), None, "sentiment", ["zero-shot"], list(methods),
+                          ["smollm2"], limit, "", "", "", "", None, fresh, False, api_name="/evaluate")
 
 
 def frame(value):
@@ -54,7 +54,8 @@ def test_evaluate_report_is_what_the_store_says(client, ui_app, tmp_path):
     from llmlab.evals.runner import reopen
 
     path = held_out(tmp_path / "held.csv")
-    report, table, confusion, predictions, summary = run_eval(client, path, ("score", "calibrate"))
+    # generate logs each call, so the call log can show that re-opening computes nothing
+    report, table, confusion, predictions, summary = run_eval(client, path, ("score", "generate"))
     assert summary["run_ids"] and len(summary["systems"]) == 2
     rows = [ui_app.wb.store.run(i) for i in summary["run_ids"]]
     stored = reopen(ui_app.wb.store, rows)
@@ -90,10 +91,11 @@ def test_evaluate_report_is_what_the_store_says(client, ui_app, tmp_path):
     listed = frame(client.predict("eval", api_name="/list_runs"))
     assert {str(i) for i in summary["run_ids"]} <= {str(r["id"]) for r in listed}
     calls, runs = len(ui_app.wb.store.calls(limit=None)), len(ui_app.wb.store.runs(limit=None))
+    assert calls >= 12  # the generate system's calls
     units = [len(ui_app.wb.store.units(i)) for i in summary["run_ids"]]
     shown = client.predict(" ".join(map(str, summary["run_ids"])), api_name="/show_run")
     assert "re-opened from the store" in shown and "McNemar" in shown
-    for name, got in summary["systems"].items():
+    for got in summary["systems"].values():
         assert f"{got['accuracy']:.3f} [" in shown
     assert len(ui_app.wb.store.calls(limit=None)) == calls
     assert len(ui_app.wb.store.runs(limit=None)) == runs
@@ -131,8 +133,8 @@ def test_rag_collection_from_upload_answers_with_sources(client, ui_app, tmp_pat
                    "Its oven was brought from Bergen by boat.\n", encoding="utf-8")
     note, _ = client.predict([handle_file(str(doc))], "lighthouse", api_name="/rag_ingest")
     assert "1 added" in note and "0 failed" in note
-    answer, sources = client.predict("When was the lighthouse built?", "lighthouse", "smollm2", "hybrid", 2, 48,
-                                     api_name="/rag_ask")
+    answer, sources = client.predict("When was the lighthouse built?", "lighthouse", "smollm2", "hybrid",
+                                     2, 48, api_name="/rag_ask")
     rows = frame(sources)
     assert answer.strip() and rows
     assert all(r["file"].endswith("lighthouse.txt") for r in rows)
@@ -142,7 +144,8 @@ def test_rag_collection_from_upload_answers_with_sources(client, ui_app, tmp_pat
     questions = tmp_path / "questions.jsonl"
     questions.write_text(json.dumps({"question": "What is the lighthouse built from?",
                                      "evidence": "grey granite"}) + "\n", encoding="utf-8")
-    report = client.predict(handle_file(str(questions)), "lighthouse", ["dense", "bm25"], api_name="/rag_eval")
+    report = client.predict(handle_file(str(questions)), "lighthouse", ["dense", "bm25"],
+                            api_name="/rag_eval")
     assert "hit@" in report and "| dense |" in report and "| bm25 |" in report
     run_id = int(report.rsplit("rag run ", 1)[1].split()[0])
     assert ui_app.wb.store.run(run_id)["kind"] == "rag"
@@ -182,7 +185,9 @@ def test_evaluate_in_the_browser(page, tmp_path):
     report = page.locator("#eval-report")
     report.get_by_text("accuracy [95% CI]").wait_for(timeout=60_000)
     assert "6 items" in report.inner_text()
-    page.locator("#eval-predictions").get_by_text("positive").first.wait_for(timeout=10_000)
+    from playwright.sync_api import expect
+
+    expect(page.locator("#eval-predictions")).to_contain_text("positive", timeout=10_000)
     page.shot("evaluate")
     for tab, ready in (("Runs", "#runs-table"), ("Probes & bench", "#probe-run"), ("RAG", "#rag-ask")):
         page.get_by_role("tab", name=tab).click()
@@ -190,10 +195,10 @@ def test_evaluate_in_the_browser(page, tmp_path):
         page.shot(tab.split()[0].lower())
     page.get_by_role("tab", name="Runs").click()
     page.locator("#runs-refresh").click()
-    page.locator("#runs-table").get_by_text("eval").first.wait_for(timeout=10_000)
-    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    expect(page.locator("#runs-table")).to_contain_text("sentiment", timeout=10_000)
     page.get_by_role("tab", name="Evaluate").click()
     page.locator("#eval-run").wait_for(state="visible")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390 + 20, f"the Evaluate page is {width} px wide at a phone's 390 px"
     page.shot("evaluate-phone")

@@ -32,6 +32,7 @@ def build(wb) -> None:
     import gradio as gr
 
     from ..evals.methods import METHODS
+    from ..evals.report import TABLE_COLUMNS
     from ..tasks import list_tasks
 
     tasks = [t.name for t in list_tasks()]
@@ -72,12 +73,13 @@ def build(wb) -> None:
             fresh = gr.Checkbox(False, label="recompute (do not resume a stored run)", elem_id="eval-fresh")
     run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")
     report = gr.Markdown(elem_id="eval-report")
-    table = gr.Dataframe(label="systems (accuracy and macro-F1 with 95% CIs)", interactive=False,
-                         elem_id="eval-table")
+    table = gr.Dataframe(headers=TABLE_COLUMNS, label="systems (accuracy and macro-F1 with 95% CIs)",
+                         interactive=False, elem_id="eval-table")
     confusion = gr.Image(label="confusion matrices (rows gold, columns predicted)", type="pil",
                          interactive=False, elem_id="eval-confusion")
     errors_only = gr.Checkbox(False, label="errors only", elem_id="eval-errors-only")
-    predictions = gr.Dataframe(label="predictions", interactive=False, wrap=True, elem_id="eval-predictions")
+    predictions = gr.Dataframe(headers=["id", "text", "gold", "pred", "raw", "correct", "system"],
+                               label="predictions", interactive=False, wrap=True, elem_id="eval-predictions")
     with gr.Accordion("as data", open=False):
         summary = gr.JSON(label="run ids and figures", elem_id="eval-summary")
     every = gr.State(None)  # all predictions, so "errors only" filters without running again

@@ -36,8 +36,10 @@ def build(wb) -> None:
                             min_width=120)
     run = gr.Button("Run probe", variant="primary", elem_id="probe-run")
     probe_note = gr.Markdown(elem_id="probe-report")
-    figures = gr.Dataframe(label="figures", interactive=False, wrap=True, elem_id="probe-figures")
-    answers = gr.Dataframe(label="answers", interactive=False, wrap=True, elem_id="probe-answers")
+    figures = gr.Dataframe(headers=["check", "figure", "value", "basis", "records counted"],
+                           label="figures", interactive=False, wrap=True, elem_id="probe-figures")
+    answers = gr.Dataframe(headers=["#", "check", "item", "prompt (as sent)", "answer", "verdict", "why"],
+                           label="answers", interactive=False, wrap=True, elem_id="probe-answers")
 
     gr.Markdown("### Benchmark\nLoad time, time to first token, prefill and decode tokens/s and peak memory, "
                 "each repeat in a fresh process.")

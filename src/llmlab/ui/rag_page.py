@@ -42,7 +42,8 @@ def build(wb) -> None:
                             min_width=100)
     ask = gr.Button("Ask", variant="primary", elem_id="rag-ask")
     answer = gr.Markdown(elem_id="rag-answer")
-    sources = gr.Dataframe(label="sources (every excerpt the model was given, with its score)",
+    sources = gr.Dataframe(headers=SOURCE_COLUMNS,
+                           label="sources (every excerpt the model was given, with its score)",
                            interactive=False, wrap=True, elem_id="rag-sources")
 
     gr.Markdown("### Retrieval eval\nA JSONL file of questions, each with `relevant` (file names or chunk "
@@ -81,6 +82,9 @@ def build(wb) -> None:
     question.submit(do_ask, [question, collection, model, retriever, k, max_new], [answer, sources],
                     api_name=False)
     evaluate.click(do_eval, [questions, collection, retrievers], eval_report, api_name="rag_eval")
+
+
+SOURCE_COLUMNS = ["source #", "cited", "score", "file", "page", "chars", "text"]
 
 
 def _names(wb) -> list[str]:
@@ -148,7 +152,7 @@ def ask_collection(wb, question, collection, model, retriever, k, max_new):
              "page": hit.page, "chars": f"{hit.start}-{hit.end}", "text": " ".join(hit.text.split())}
             for n, hit in enumerate(answer.context, 1)]
     text = answer.text.strip() + ("\n\n" + "\n\n".join(f"*{n}*" for n in notes) if notes else "")
-    return text, pd.DataFrame(rows)
+    return text, pd.DataFrame(rows, columns=SOURCE_COLUMNS)
 
 
 def retrieval_eval(wb, questions, collection, retrievers, bar=None) -> str:

@@ -21,13 +21,13 @@ def build(wb) -> None:
                 "newest first. Re-opening one rebuilds its report from the store, computing nothing.")
     with gr.Row():
         kind = gr.Dropdown(KINDS, value="all", label="kind", elem_id="runs-kind", min_width=160)
-        refresh = gr.Button("Refresh", elem_id="runs-refresh", min_width=120)
+        refresh = gr.Button("Refresh", elem_id="runs-refresh", min_width=120, scale=0)
     table = gr.Dataframe(value=lambda: list_runs(wb, "all"), label="runs (click a row to pick it)",
                          interactive=False, wrap=True, elem_id="runs-table")
     with gr.Row():
         ids = gr.Textbox(label="run id(s), space-separated", placeholder="e.g. 3 or 3 4 5",
                          elem_id="runs-ids", min_width=200)
-        open_ = gr.Button("Re-open", variant="primary", elem_id="runs-open", min_width=120)
+        open_ = gr.Button("Re-open", variant="primary", elem_id="runs-open", min_width=120, scale=0)
     report = gr.Markdown(elem_id="runs-report")
 
     def listed(kind):
