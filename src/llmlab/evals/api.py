@@ -94,7 +94,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
             check_context(model, spec, strategy, method, dataset, system.model)
         runs = []
         # True draws rich's bar; an object with rich's add_task/update/advance (the web UI's) is used as is
-        with progress_bar(progress) if isinstance(progress, bool) else nullcontext(progress) as bar:
+        with nullcontext(progress) if hasattr(progress, "add_task") else progress_bar(bool(progress)) as bar:
             for system in systems:
                 runs.append(run_system(system, loaded[system.model], spec, dataset, store, generation,
                                        bar, fresh))
