@@ -15,6 +15,7 @@ stored as it goes; calling ``evaluate`` again with the same arguments resumes it
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 from ..errors import ConfigError
 from ..runs import progress_bar
@@ -30,7 +31,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
              labels: Sequence[str] | None = None, columns: dict | None = None,
              label_map: dict | None = None, generation: dict | None = None, repeats: int = 1,
              baseline: bool = False, limit: int | None = None, db=None, fresh: bool = False,
-             progress: bool = False, out=None, model_options: dict | None = None,
+             progress=False, out=None, model_options: dict | None = None,
              recipes: Sequence[tuple[str, str] | str] | None = None) -> EvalResult:
     """Evaluate models on a labelled file; see the module docstring.
 
@@ -40,7 +41,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     GenerationConfig settings for ``generate`` (greedy and the strategy's max_new_tokens otherwise);
     ``repeats`` > 1 with a temperature > 0 samples each generate system that many times.
     ``recipes`` (``("few-shot", "batch-calibrate")`` or ``"few-shot:batch-calibrate"``) replace the
-    strategies x methods grid with exactly these pairs.
+    strategies x methods grid with exactly these pairs. ``progress`` is True for a bar on stderr, or
+    a rich-``Progress``-like object (``add_task``/``update``/``advance``) that gets one bar per system.
     """
     models = [models] if isinstance(models, str) or hasattr(models, "info") else list(models)
     methods = [methods] if isinstance(methods, str) else list(methods)
@@ -91,7 +93,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
                 model.require(method.needs, f"use --method generate rather than {system.method}")
             check_context(model, spec, strategy, method, dataset, system.model)
         runs = []
-        with progress_bar(progress) as bar:
+        # True draws rich's bar; an object with rich's add_task/update/advance (the web UI's) is used as is
+        with nullcontext(progress) if hasattr(progress, "add_task") else progress_bar(bool(progress)) as bar:
             for system in systems:
                 runs.append(run_system(system, loaded[system.model], spec, dataset, store, generation,
                                        bar, fresh))
