@@ -18,12 +18,11 @@ import tempfile
 from pathlib import Path
 
 from ..errors import LlmlabError
-from . import transcript
-from .nexttoken import reshape, shown
+from . import base_instruct, next_token, transcript
+from .next_token import N_TOP
 from .workbench import DEFAULTS, config_from
 
 SETTINGS = list(DEFAULTS)  # the order the sliders are passed to every handler
-N_TOP = 20
 
 
 def build(wb) -> None:
@@ -288,128 +287,6 @@ def build(wb) -> None:
             speak.click(read_aloud, [conv], [audio], api_name="read_aloud")
 
         with gr.Tab("Next token", id="chat-next-token"):
-            build_next_token(gr, wb, conv, sliders)
+            next_token.build(gr, wb, conv)
         with gr.Tab("Base vs instruct", id="chat-base-instruct"):
-            build_base_instruct(gr, wb)
-
-
-def build_next_token(gr, wb, conv, sliders) -> None:
-    gr.Markdown("Pick a reply and a token in it: the table shows the alternatives the model weighed at that "
-                "point, with their probabilities, and the chance each had of being drawn under the settings "
-                "below (llama.cpp's order: top-k, then top-p, then temperature).")
-    with gr.Row():
-        reply = gr.Dropdown([], label="Reply", elem_id="next-reply", scale=3)
-        refresh = gr.Button("Use this conversation", elem_id="next-refresh", scale=1)
-    # the bound a reply's length sets is the browser's; the server checks against this one
-    position = gr.Slider(0, 4096, 0, step=1, label="Token in the reply", elem_id="next-position")
-    context = gr.Markdown(elem_id="next-context")
-    with gr.Row():
-        temperature = gr.Slider(0, 2, DEFAULTS["temperature"], step=0.05, label="Temperature",
-                                elem_id="next-temperature")
-        top_k = gr.Slider(0, 20, 10, step=1, label="Top-k", elem_id="next-top-k")
-        top_p = gr.Slider(0.05, 1, DEFAULTS["top_p"], step=0.01, label="Top-p", elem_id="next-top-p")
-    table = gr.Dataframe(headers=["token", "model's probability", "kept", "chance of being drawn"],
-                         interactive=False, elem_id="next-table")
-    note = gr.Markdown(elem_id="next-note")
-
-    def replies(conv):
-        choices = [(f"reply {n + 1}: {m['content'][:50]}", i) for n, (i, m) in enumerate(
-            (i, m) for i, m in enumerate(conv["messages"]) if m["role"] == "assistant" and not m.get("tool"))]
-        return gr.update(choices=choices, value=choices[-1][1] if choices else None)
-
-    refresh.click(replies, [conv], [reply], api_name="next_token_replies")
-
-    def steps_of(conv, index):
-        """The reply's tokens with their alternatives: kept from generation, else scored again."""
-        cached = conv.get("_next", {}).get(str(index))
-        if cached:
-            return cached
-        with wb.using(conv["model"]) as model:
-            if not model.can("echo"):
-                raise gr.Error(f"{conv['model']} cannot score a reply after the fact; send a new message "
-                               "to see its next-token alternatives")
-            head = {**conv, "messages": conv["messages"][:index]}
-            prompt, _ = transcript.as_prompt(model, head)
-            prefix = model.prompt_text(prompt)
-            lps = model.prompt_logprobs(prefix + conv["messages"][index]["content"], n_top=N_TOP)
-            n = len(model.prompt_logprobs(prefix)) if prefix else 0
-        steps = [(lp.token, lp.logprob, lp.top) for lp in lps[n:]]
-        conv.setdefault("_next", {})[str(index)] = steps
-        return steps
-
-    def pick(conv, index):
-        if index is None:
-            return gr.update(maximum=1, value=0)
-        steps = steps_of(conv, int(index))
-        return gr.update(maximum=max(len(steps) - 1, 1), value=0)
-
-    reply.change(pick, [conv, reply], [position], api_name=False)
-
-    def show(conv, index, pos, t, k, p):
-        if index is None:
-            return "", None, ""
-        steps = steps_of(conv, int(index))
-        if not steps:
-            return "", None, "This reply has no tokens."
-        pos = min(int(pos or 0), len(steps) - 1)
-        before = "".join(s[0] for s in steps[max(0, pos - 12):pos])
-        token, _, top = steps[pos]
-        ctx = f"…{before}**[{shown(token)}]**"
-        if not top:
-            return ctx, None, "No alternatives were recorded for this token."
-        step = reshape([tuple(x) for x in top], float(t), int(k), float(p))
-        rows = [[shown(o.token), round(o.p, 4), "yes" if o.kept else "no", round(o.p_sampled, 4)]
-                for o in step.options]
-        words = (f"The {len(top)} alternatives shown hold {step.shown_mass:.1%} of the model's probability "
-                 f"here. The token written was `{shown(token)}`.")
-        if not step.exact:
-            words += (" These settings keep tokens beyond the ones shown, so the chances of being drawn are "
-                      "renormalised over the shown ones and are an upper bound.")
-        return ctx, rows, words
-
-    for trigger in (position.change, temperature.change, top_k.change, top_p.change, reply.change):
-        trigger(show, [conv, reply, position, temperature, top_k, top_p], [context, table, note],
-                api_name=False)
-    gr.Button("Show", elem_id="next-show").click(
-        show, [conv, reply, position, temperature, top_k, top_p], [context, table, note],
-        api_name="next_token")
-
-
-def build_base_instruct(gr, wb) -> None:
-    gr.Markdown("The course's first lesson: a **base** model continues text; an **instruct** model, trained "
-                "further on conversations, answers it. Same prompt, same settings, side by side.")
-    prompt = gr.Textbox(label="Prompt", value="Where is Groningen located?", elem_id="bi-prompt")
-    with gr.Row():
-        base_name = gr.Dropdown(wb.choices(), value="gemma3-270m", allow_custom_value=True,
-                                label="Base model",
-                                elem_id="bi-base-model")
-        inst_name = gr.Dropdown(wb.choices(), value=wb.default_model, allow_custom_value=True,
-                                label="Instruct model", elem_id="bi-instruct-model")
-        max_tokens = gr.Slider(1, 512, 64, step=1, label="Max new tokens", elem_id="bi-max-tokens")
-        temperature = gr.Slider(0, 2, 0, step=0.05, label="Temperature", elem_id="bi-temperature")
-    go = gr.Button("Run both", variant="primary", elem_id="bi-run")
-    with gr.Row():
-        base_out = gr.Textbox(label="Base model: continues the text", lines=8, elem_id="bi-base")
-        inst_out = gr.Textbox(label="Instruct model: answers", lines=8, elem_id="bi-instruct")
-
-    def run(text, base, inst, n, t):
-        from ..config import GenerationConfig
-
-        if not (text or "").strip():
-            raise gr.Error("type a prompt first")
-        config = GenerationConfig(max_new_tokens=int(n), temperature=float(t), seed=0)
-        outs = ["", ""]
-        try:
-            for side, name in enumerate((base, inst)):
-                with wb.using(name) as model:
-                    # the base model gets the raw text; a chat model gets it as a user turn
-                    asked = [("user", text)] if model.chats else text
-                    for piece in model.prompt(asked, config):
-                        outs[side] += piece
-                        yield outs[0], outs[1]
-        except LlmlabError as exc:
-            raise gr.Error(str(exc).splitlines()[0]) from exc
-        yield outs[0], outs[1]
-
-    go.click(run, [prompt, base_name, inst_name, max_tokens, temperature], [base_out, inst_out],
-             api_name="base_vs_instruct")
+            base_instruct.build(gr, wb)
