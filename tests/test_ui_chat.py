@@ -155,3 +155,21 @@ def test_the_ui_is_mounted_at_ui_under_the_server(tmp_path):
         ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
         assert {"chat-input", "chat-stop", "chat-log"} <= ids
     wb.close()
+
+
+def test_a_reply_read_aloud_and_a_spoken_message(client, tmp_path):
+    import shutil
+    import wave
+
+    from gradio_client import handle_file
+
+    if not shutil.which("espeak-ng"):
+        pytest.skip("read-aloud needs espeak-ng (apt-get install espeak-ng)")
+    chat(client, "Say hello.", max_new_tokens=8).result()
+    with wave.open(client.predict(api_name="/read_aloud"), "rb") as w:
+        assert w.getnframes() / w.getframerate() > 0.2
+    pytest.importorskip("pocketsphinx")
+    from llmlab.ui.voice import speak
+
+    heard = client.predict(handle_file(str(speak("red green blue", tmp_path))), api_name="/transcribe")
+    assert {"green", "blue"} <= set(heard.split())

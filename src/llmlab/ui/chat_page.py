@@ -180,6 +180,9 @@ def build(wb) -> None:
                     with gr.Row():
                         speak = gr.Button("Read the last reply aloud", size="sm", elem_id="chat-speak")
                         audio = gr.Audio(label="Read aloud", interactive=False, elem_id="chat-audio")
+                        mic = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                       label="Speak a message (offline: PocketSphinx, English)",
+                                       elem_id="chat-mic")
 
             turn_out = [chatbot, stats, conv, saved, export_json, export_md]
 
@@ -285,6 +288,19 @@ def build(wb) -> None:
                     raise fail(exc) from exc
 
             speak.click(read_aloud, [conv], [audio], api_name="read_aloud")
+
+            def hear(path):
+                """What was said, into the message box to read over before sending."""
+                from .voice import transcribe
+
+                if not path:
+                    return gr.skip()
+                try:
+                    return transcribe(path)
+                except LlmlabError as exc:
+                    raise fail(exc) from exc
+
+            mic.change(hear, [mic], [msg], api_name="transcribe")
 
         with gr.Tab("Next token", id="chat-next-token"):
             next_token.build(gr, wb, conv)
