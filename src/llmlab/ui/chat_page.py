@@ -196,7 +196,7 @@ def build(wb) -> None:
                     yield (*out, gr.skip())
 
             gr.on([msg.submit, send.click], submit, [msg, conv, model, system, *sliders], [*turn_out, msg],
-                  api_name="chat", concurrency_id="chat")
+                  api_name="chat", concurrency_id="chat", show_progress="hidden")
 
             # gradio passes gr.Request and gr.*Data to the parameters annotated so; they come first,
             # before the inputs (a keyword-only parameter after *values would not be filled)
