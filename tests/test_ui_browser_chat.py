@@ -151,3 +151,45 @@ def page_dir(ui_app):
     path = ui_app.db.parent.parent / "screenshots"
     path.mkdir(exist_ok=True)
     return path
+
+
+def sent(call: dict) -> list[str]:
+    """The user turns a logged call sent to the model."""
+    return [m["content"] for m in call["messages"] if m["role"] == "user"]
+
+
+def wait_for_new_reply(page, ui_app, after: int) -> dict:
+    """The conversation as stored once a reply newer than call ``after`` has been saved to it."""
+    for _ in range(600):
+        saved = ui_app.wb.store.conversations()[0]
+        calls = [m.get("call") or 0 for m in saved["messages"] if m["role"] == "assistant"]
+        if calls and max(calls) > after:
+            return saved
+        page.wait_for_timeout(100)  # polling the store, which the page's handler writes
+    raise AssertionError("no new reply was stored")
+
+
+def test_retry_undo_and_edit_a_turn(page, ui_app):
+    page.locator("#chat-new").click()
+    set_number(page, "chat-max-tokens", 8)
+    send(page, "Name a colour.")
+    wait_done(page)
+    first = last_call(ui_app)["id"]
+    page.locator("#chat-log button[aria-label=Retry]").click()
+    saved = wait_for_new_reply(page, ui_app, first)
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]  # replaced, not added
+    retried = last_call(ui_app)
+    assert retried["id"] > first and sent(retried) == ["Name a colour."]
+    page.locator("#chat-log button[aria-label=Undo]").click()
+    page.wait_for_function("document.querySelector('#chat-input textarea').value === 'Name a colour.'")
+    assert page.locator(BOT).count() == 0
+    send(page, "Name a colour.")
+    wait_done(page)
+    before = last_call(ui_app)["id"]
+    page.locator("#chat-log button[aria-label=Edit]").click()
+    page.locator("#chat-log textarea").fill("Name a fruit.")
+    page.locator("#chat-log button[aria-label=Submit]").click()
+    saved = wait_for_new_reply(page, ui_app, before)
+    assert [m["content"] for m in saved["messages"]][0] == "Name a fruit." and len(saved["messages"]) == 2
+    assert sent(last_call(ui_app)) == ["Name a fruit."]  # the model was asked the edited turn alone
+    page.shot("edited")
