@@ -64,7 +64,8 @@ def test_a_battle_streams_both_answers_and_refuses_a_vote_until_both_are_whole(u
     assert len(a_alone) > 2 and all(o[0] == a for o in b_after) and b_after
     assert not any(v["battle"] == battle_id for v in ui_app.wb.store.votes())  # the early vote left no row
 
-    names, board, _, _, export = client.predict(battle_id, api_name="/arena_vote_b")
+    names = client.predict(battle_id, api_name="/arena_vote_b")  # (the buttons are not in the API)
+    *_, export = client.predict(api_name="/arena_leaderboard")
     stored = [v for v in ui_app.wb.store.votes() if v["battle"] == battle_id]
     assert len(stored) == 1 and stored[0]["winner"] == "model_b" and stored[0]["anonymous"]
     vote = stored[0]

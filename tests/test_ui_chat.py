@@ -3,6 +3,7 @@ the UI mounted at /ui by ``llmlab serve`` (FastAPI's TestClient)."""
 
 from __future__ import annotations
 
+import html
 import json
 
 import pytest
@@ -76,7 +77,8 @@ def test_stop_ends_decoding_and_keeps_the_partial_reply(ui_app):
 
 def test_the_next_token_view_shows_what_the_model_weighed(client):
     chat(client, "Name a fruit.", temperature=0.0, max_new_tokens=8).result()
-    replies = client.predict(api_name="/next_token_replies")
+    replies, temperature, top_k, _ = client.predict(api_name="/next_token_replies")
+    assert (temperature, top_k) == (0.0, 40)  # the view starts from the chat's settings
     index = replies["value"] if isinstance(replies, dict) else replies
     shown_at = []
     for pos in range(3):
@@ -90,7 +92,7 @@ def test_the_next_token_view_shows_what_the_model_weighed(client):
         shown_at.append((context, rows[0][0]))
     # the reply was greedy, so each token written is the best alternative at its point
     for context, best in shown_at:
-        assert context.endswith(f"**[{best}]**")
+        assert f"<mark><b>[{html.escape(best)}]</b></mark></span>" in context
     # temperature 0 in the view leaves the best token alone
     _, table, _ = client.predict(index, 0, 0.0, 10, 0.95, api_name="/next_token")
     assert [r[3] for r in table["data"]][:2] == [1.0, 0.0]

@@ -21,7 +21,10 @@ PAGES = [("Chat", "chat_page"), ("Arena", "arena_page"), ("Evaluate", "eval_page
 
 CSS = """
 .llmlab-stats { font-size: 0.85em; opacity: 0.8; }
-@media (max-width: 768px) { .llmlab-sidebar { min-width: 100% !important; } }
+@media (max-width: 768px) {
+  .llmlab-sidebar { min-width: 100% !important; order: 2; }  /* on a phone the chat comes first */
+  #chat-main { order: 1; }
+}
 """
 
 
@@ -36,8 +39,9 @@ def _gradio():
 def theme():
     gr = _gradio()
     # the fonts gradio bundles, so the page asks no font server for anything
-    return gr.themes.Default(font=[gr.themes.LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui",
-                                   "sans-serif"],
+    # regular and bold: the semibold file gradio ships lacks most letters, so 600 would mix fonts
+    return gr.themes.Default(font=[gr.themes.LocalFont("IBM Plex Sans", weights=(400, 700)), "ui-sans-serif",
+                                   "system-ui", "sans-serif"],
                              font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"])
 
 
@@ -53,8 +57,10 @@ def build_app(wb: Workbench | None = None, pages: list[str] | None = None):
                 if pages is not None and module not in pages:
                     continue
                 page = importlib.import_module(f".{module}", __package__)
-                with gr.Tab(label, id=module):
-                    page.build(wb)
+                with gr.Tab(label, id=module) as tab:
+                    on_open = page.build(wb)  # a page may ask to be refreshed when its tab is opened
+                if on_open:
+                    tab.select(*on_open, api_name=False)
     demo.workbench = wb
     demo.queue(default_concurrency_limit=4)
     return demo

@@ -133,7 +133,9 @@ def build(wb) -> None:
             raise gr.Error(str(exc)) from exc
         rated = "" if battle.anonymous else " (named: not rated)"
         revealed = f"A was **{battle.model_a}**, B was **{battle.model_b}**. Vote stored{rated}."
-        return revealed, *buttons(False), *refresh()
+        # the names at once; the tables (a bootstrap of the whole leaderboard, seconds) in a step of
+        # their own, so a slow refit never lands on the next battle's buttons
+        return revealed, *buttons(False)
 
     gr.Markdown("Two models answer the same prompt with the same settings and seed, on sides drawn at "
                 "random. Vote for the better answer; the names are shown after the vote.")
@@ -185,6 +187,6 @@ def build(wb) -> None:
     prompt.submit(fight, [models, prompt, temperature, max_tokens, seed, mode],
                   [answer_a, answer_b, battle_id, names, *vote_buttons], api_name=False)
     for (key, _), button in zip(VOTE_BUTTONS, vote_buttons, strict=True):
-        button.click(partial(vote, key), [battle_id], [names, *vote_buttons, *tables_out],
-                     api_name=f"arena_vote_{key}")
+        button.click(partial(vote, key), [battle_id], [names, *vote_buttons], api_name=f"arena_vote_{key}"
+                     ).success(refresh, None, tables_out, api_name=False)
     refresh_button.click(refresh, None, tables_out, api_name="arena_leaderboard")

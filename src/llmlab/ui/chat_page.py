@@ -59,7 +59,7 @@ def build(wb) -> None:
         return str(js), str(md)
 
     def save(conv) -> None:
-        conv["title"] = conv.get("title") or transcript.title_of(conv)
+        conv["title"] = transcript.title_of(conv)  # again each turn: an edit may change the first turn
         conv["id"] = wb.store.save_conversation(transcript.persisted(conv))
 
     def finished(conv):
@@ -92,6 +92,7 @@ def build(wb) -> None:
                 finally:
                     running.pop(key, None)
                 reply["stats"] = transcript.stats_of(response)
+                reply["settings"] = {k: s[k] for k in SETTINGS if k in s}  # each reply's own
                 reply["call"] = response.log_id
                 if response.logprobs:
                     conv.setdefault("_next", {})[str(len(conv["messages"]) - 1)] = [
@@ -114,7 +115,7 @@ def build(wb) -> None:
                                      "content": f"`{step.arguments}` → {outcome}"})
         answer = run.answer if run.answer is not None else f"(no answer: the agent stopped: {run.stopped})"
         conv["messages"].append({"role": "assistant", "content": answer,
-                                 "stats": {"finish_reason": run.stopped}})
+                                 "stats": {"finish_reason": run.stopped, "tool_calls": len(run.calls)}})
         yield finished(conv)
 
     def begin(conv, model, system, values) -> dict:
@@ -167,7 +168,7 @@ def build(wb) -> None:
                                                             elem_id="chat-export-json")
                             export_md = gr.DownloadButton("Export Markdown", size="sm",
                                                           elem_id="chat-export-md")
-                with gr.Column(scale=3, min_width=300):
+                with gr.Column(scale=3, min_width=300, elem_id="chat-main"):
                     chatbot = gr.Chatbot(editable="user", height=460, label="Chat", elem_id="chat-log",
                                          feedback_options=None, buttons=["copy", "copy_all"])
                     stats = gr.Markdown(elem_id="chat-stats", elem_classes="llmlab-stats")
@@ -262,6 +263,7 @@ def build(wb) -> None:
                 if not name:
                     raise gr.Error("type a name for the preset")
                 wb.store.save_preset(name, settings_of(values))
+                gr.Info(f"preset {name!r} saved")
                 return gr.update(choices=list(wb.store.presets()), value=name)
 
             save_preset.click(store_preset, [preset, *sliders], [preset], api_name="save_preset")
@@ -302,7 +304,7 @@ def build(wb) -> None:
 
             mic.change(hear, [mic], [msg], api_name="transcribe")
 
-        with gr.Tab("Next token", id="chat-next-token"):
-            next_token.build(gr, wb, conv)
+        with gr.Tab("Next token", id="chat-next-token") as tab:
+            next_token.build(gr, wb, conv, tab)
         with gr.Tab("Base vs instruct", id="chat-base-instruct"):
             base_instruct.build(gr, wb)

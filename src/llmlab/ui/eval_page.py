@@ -68,7 +68,9 @@ def build(wb) -> None:
                                   elem_id="eval-text-col")
             label_col = gr.Textbox(label="label column", placeholder="found by name",
                                    elem_id="eval-label-col")
-            max_new = gr.Number(None, precision=0, minimum=1, label="max new tokens (generate)",
+            # 0, not blank: the browser turns a blank number into 0, which a minimum of 1 then refuses
+            max_new = gr.Number(0, precision=0, minimum=0,
+                                label="max new tokens (generate; 0: the strategy's)",
                                 elem_id="eval-max-tokens")
             fresh = gr.Checkbox(False, label="recompute (do not resume a stored run)", elem_id="eval-fresh")
     run = gr.Button("Evaluate", variant="primary", elem_id="eval-run")

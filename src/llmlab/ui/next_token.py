@@ -6,6 +6,8 @@ every token where the model gives them); a reply reopened from the store is scor
 model can score a text's own tokens (``echo``).
 """
 
+import html
+
 from . import transcript
 from .nexttoken import reshape, shown
 from .workbench import DEFAULTS
@@ -13,7 +15,7 @@ from .workbench import DEFAULTS
 N_TOP = 20  # alternatives per token (the most a stream's log-probabilities carry)
 
 
-def build(gr, wb, conv) -> None:
+def build(gr, wb, conv, tab) -> None:
     gr.Markdown("Pick a reply and a token in it: the table shows the alternatives the model weighed at that "
                 "point, with their probabilities, and the chance each had of being drawn under the settings "
                 "below (llama.cpp's order: top-k, then top-p, then temperature).")
@@ -22,22 +24,27 @@ def build(gr, wb, conv) -> None:
         refresh = gr.Button("Use this conversation", elem_id="next-refresh", scale=1)
     # the bound a reply's length sets is the browser's; the server checks against this one
     position = gr.Slider(0, 4096, 0, step=1, label="Token in the reply", elem_id="next-position")
-    context = gr.Markdown(elem_id="next-context")
+    context = gr.HTML(elem_id="next-context")
     with gr.Row():
         temperature = gr.Slider(0, 2, DEFAULTS["temperature"], step=0.05, label="Temperature",
                                 elem_id="next-temperature")
-        top_k = gr.Slider(0, 20, 10, step=1, label="Top-k", elem_id="next-top-k")
+        top_k = gr.Slider(0, 200, DEFAULTS["top_k"], step=1, label="Top-k", elem_id="next-top-k")
         top_p = gr.Slider(0.05, 1, DEFAULTS["top_p"], step=0.01, label="Top-p", elem_id="next-top-p")
     table = gr.Dataframe(headers=["token", "model's probability", "kept", "chance of being drawn"],
                          interactive=False, elem_id="next-table")
     note = gr.Markdown(elem_id="next-note")
 
     def replies(conv):
+        """The conversation's replies (the last one picked) and its settings, to start from."""
         choices = [(f"reply {n + 1}: {m['content'][:50]}", i) for n, (i, m) in enumerate(
             (i, m) for i, m in enumerate(conv["messages"]) if m["role"] == "assistant" and not m.get("tool"))]
-        return gr.update(choices=choices, value=choices[-1][1] if choices else None)
+        s = {**DEFAULTS, **conv.get("settings", {})}
+        return (gr.update(choices=choices, value=choices[-1][1] if choices else None),
+                s["temperature"], s["top_k"], s["top_p"])
 
-    refresh.click(replies, [conv], [reply], api_name="next_token_replies")
+    outputs = [reply, temperature, top_k, top_p]
+    refresh.click(replies, [conv], outputs, api_name="next_token_replies")
+    tab.select(replies, [conv], outputs, api_name=False)
 
     def steps_of(conv, index):
         """The reply's tokens with their alternatives: kept from generation, else scored again."""
@@ -74,7 +81,8 @@ def build(gr, wb, conv) -> None:
         pos = min(int(pos or 0), len(steps) - 1)
         before = "".join(s[0] for s in steps[max(0, pos - 12):pos])
         token, _, top = steps[pos]
-        ctx = f"…{before}**[{shown(token)}]**"
+        mark = f"<mark><b>[{html.escape(shown(token))}]</b></mark>"
+        ctx = f'<span style="white-space: pre-wrap">…{html.escape(before)}{mark}</span>'
         if not top:
             return ctx, None, "No alternatives were recorded for this token."
         step = reshape([tuple(x) for x in top], float(t), int(k), float(p))

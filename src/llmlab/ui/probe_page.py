@@ -30,7 +30,8 @@ def build(wb) -> None:
                             label="suite", elem_id="probe-suite", min_width=200)
         limit = gr.Number(2, precision=0, minimum=1, label="prompts per check", elem_id="probe-limit",
                           min_width=120)
-        samples = gr.Number(None, precision=0, minimum=1, label="samples per prompt (blank: the suite's)",
+        # 0, not blank: the browser turns a blank number into 0, which a minimum of 1 then refuses
+        samples = gr.Number(0, precision=0, minimum=0, label="samples per prompt (0: the suite's)",
                             elem_id="probe-samples", min_width=120)
         max_new = gr.Number(32, precision=0, minimum=1, label="max new tokens", elem_id="probe-max-tokens",
                             min_width=120)
@@ -78,7 +79,7 @@ def build(wb) -> None:
 
 
 def _whole(value) -> int | None:
-    return None if value in (None, "") else int(value)
+    return None if value in (None, "", 0) else int(value)
 
 
 def run_probe(wb, model: str, suite: str, limit, samples, max_new, bar=None):

@@ -8,10 +8,13 @@ page lists and re-opens it). Collections live next to the Workbench's store (``r
 
 What it gives up: the local store only (no Chroma or Qdrant server), no reranker and no answer
 scoring in the retrieval eval (the CLI has ``--rerank``, ``-m`` and ``--judge``). Uploaded files are
-ingested from gradio's upload folder, so a document's source is its file name as uploaded.
+copied into one folder per collection under their own names, so a document's source is its file
+name, and a changed file uploaded again replaces the old one.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def build(wb) -> None:
@@ -43,7 +46,8 @@ def build(wb) -> None:
     ask = gr.Button("Ask", variant="primary", elem_id="rag-ask")
     answer = gr.Markdown(elem_id="rag-answer")
     sources = gr.Dataframe(headers=SOURCE_COLUMNS,
-                           label="sources (every excerpt the model was given, with its score)",
+                           label="sources (every excerpt the model was given, with its retrieval score: "
+                                 "higher is better; hybrid's is a rank fusion, where only the order counts)",
                            interactive=False, wrap=True, elem_id="rag-sources")
 
     gr.Markdown("### Retrieval eval\nA JSONL file of questions, each with `relevant` (file names or chunk "
@@ -107,6 +111,8 @@ def _collection(name) -> str:
 
 def ingest_files(wb, files, collection) -> str:
     """Ingest the uploaded files; the ingest report's one-line summary (and any file that failed)."""
+    import shutil
+
     from ..errors import RagError
     from ..rag.ingestion import ingest
     from .runs_common import rag_store, upload_paths
@@ -114,7 +120,16 @@ def ingest_files(wb, files, collection) -> str:
     paths = upload_paths(files)
     if not paths:
         raise RagError("upload at least one document (.txt .md .html .pdf)")
-    report = ingest(paths, _collection(collection), store=rag_store(wb))
+    name = _collection(collection)
+    # gradio keeps each upload in a folder of its own; a copy under its own name in one folder per
+    # collection makes the file name its source, and a changed file uploaded again replaces the old
+    kept = rag_store(wb) / "uploads" / name
+    kept.mkdir(parents=True, exist_ok=True)
+    named = []
+    for path in paths:
+        shutil.copyfile(path, kept / path.name)
+        named.append(kept / path.name)
+    report = ingest(named, name, store=rag_store(wb))
     lines = [report.summary()]
     lines += [f"- could not ingest {reason}" for _, reason in report.failed]
     if report.failed and len(report.failed) == report.files:
@@ -148,7 +163,7 @@ def ask_collection(wb, question, collection, model, retriever, k, max_new):
     if not answer.citations:
         notes.append("The answer cites no source; the excerpts it was given are listed below.")
     cited = set(answer.citations)
-    rows = [{"source #": n, "cited": n in cited, "score": round(hit.score, 4), "file": hit.source,
+    rows = [{"source #": n, "cited": n in cited, "score": round(hit.score, 4), "file": Path(hit.source).name,
              "page": hit.page, "chars": f"{hit.start}-{hit.end}", "text": " ".join(hit.text.split())}
             for n, hit in enumerate(answer.context, 1)]
     text = answer.text.strip() + ("\n\n" + "\n\n".join(f"*{n}*" for n in notes) if notes else "")

@@ -37,7 +37,15 @@ def one_line():
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return without_upload_dirs(text.splitlines()[0])
+
+
+def without_upload_dirs(text: str) -> str:
+    """A message about an uploaded file names the file, not gradio's upload folder it sits in."""
+    import re
+    import tempfile
+
+    return re.sub(re.escape(tempfile.gettempdir()) + r"/gradio/[0-9a-f]{16,}/", "", text)
 
 
 class GradioBar:

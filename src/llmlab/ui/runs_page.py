@@ -6,7 +6,7 @@ cannot disagree, and re-opening reads the store only (no model loads, nothing is
 Clicking a row puts its id in the box; several ids of one kind re-open together (an evaluation's
 systems give its comparison table and McNemar tests).
 
-What it gives up: the list is not live; the refresh button (or re-opening the tab after a reload)
+What it gives up: the list is not live; opening the tab, or the refresh button,
 reads the store again. (No ``from __future__ import annotations`` here: gradio reads the row
 handler's ``gr.SelectData`` annotation at run time, and ``gr`` is imported inside ``build``.)
 """
@@ -54,6 +54,7 @@ def build(wb) -> None:
     table.select(picked, table, ids, api_name=False)
     open_.click(shown, ids, report, api_name="show_run")
     ids.submit(shown, ids, report, api_name=False)
+    return listed, [kind], [table]  # what the app runs when the tab is opened: the list, fresh
 
 
 def list_runs(wb, kind: str | None = "all"):

@@ -64,6 +64,10 @@ def stats_line(stats: dict | None) -> str:
     if not stats:
         return ""
     parts = []
+    if "tool_calls" in stats:  # an agent's answer: its steps, not one generation's timings
+        parts.append(f"{stats['tool_calls']} tool call{'s' * (stats['tool_calls'] != 1)}")
+        parts.append(f"the agent stopped: {stats.get('finish_reason')}")
+        return " · ".join(parts)
     if stats.get("ttft_s") is not None:
         parts.append(f"first token {stats['ttft_s'] * 1000:.0f} ms")
     if stats.get("decode_tps"):
@@ -91,4 +95,7 @@ def to_markdown(conv: dict) -> str:
         lines += ["", f"### {who}", "", m["content"]]
         if m.get("stats"):
             lines += ["", f"_{stats_line(m['stats'])}_"]
+        changed = {k: v for k, v in (m.get("settings") or {}).items() if c["settings"].get(k) != v}
+        if changed:  # a reply made with other settings than the conversation's last ones
+            lines += ["", "_settings: " + ", ".join(f"{k} {v}" for k, v in sorted(changed.items())) + "_"]
     return "\n".join(lines) + "\n"
