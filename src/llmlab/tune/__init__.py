@@ -1,0 +1,1 @@
+"""Fine-tuning: LoRA SFT, merge and export, and synthetic training data (``synthetic.py``)."""
