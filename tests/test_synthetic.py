@@ -21,15 +21,8 @@ import pytest
 from llmlab.errors import ConfigError, DataError, TaskError
 from llmlab.evals.data import load_dataset
 from llmlab.tasks import load_task
-from llmlab.tune.synthetic import (
-    FIELDS,
-    build_prompt,
-    check_text,
-    clean,
-    deduplicate,
-    generate_data,
-    rejects_path,
-)
+from llmlab.tune.filters import check_text, clean, deduplicate
+from llmlab.tune.synthetic import FIELDS, build_prompt, generate_data, rejects_path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
