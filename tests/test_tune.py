@@ -267,9 +267,14 @@ def test_another_runs_checkpoint_is_not_overwritten(base, tmp_path, store):
     with pytest.raises(KeyboardInterrupt):
         tune(data, "hf/smollm2", tmp_path / "a", settings=s, loaded=base, store=store, progress=False,
              on_step=stop)
+    other = Settings(epochs=1, batch_size=3, seed=9, **TINY)
     with pytest.raises(ConfigError, match="another training run.*--fresh"):
-        tune(data, "hf/smollm2", tmp_path / "a", settings=Settings(epochs=1, batch_size=3, seed=9, **TINY),
-             loaded=base, store=store, progress=False)
+        tune(data, "hf/smollm2", tmp_path / "a", settings=other, loaded=base, store=store, progress=False)
+
+
+def test_a_finished_adapter_of_other_settings_is_not_overwritten(base, overfit, tmp_path, store):
+    with pytest.raises(ConfigError, match="another training run.*--fresh"):
+        tune(chats(tmp_path), "hf/smollm2", overfit.out, loaded=base, store=store, progress=False)
 
 
 # --- the command ---------------------------------------------------------------------------------

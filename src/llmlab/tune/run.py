@@ -153,19 +153,20 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     identity = {"data_sha256": training.sha256, "format": training.format, "task": training.task,
                 "model": model_identity(m, store), "settings": s.to_dict(), "out": str(out)}
     fp = fingerprint(identity)
-    held = checkpoint_fingerprint(out)
+    held = checkpoint_fingerprint(out) or _adapter_fingerprint(out)
     if fresh:
         shutil.rmtree(out / Path(CHECKPOINT).parent, ignore_errors=True)
         for name in ADAPTER_FILES:
             (out / name).unlink(missing_ok=True)
     elif held is not None and held != fp:
-        raise ConfigError(f"{out} holds the checkpoint of another training run (other data or settings); "
-                          "add --fresh to start over there, or choose another --out")
+        raise ConfigError(f"{out} holds the adapter or checkpoint of another training run (other data or "
+                          "settings); add --fresh to replace it, or choose another --out")
 
     record = {"base_model": model, "base_name": m.info.name, "base_path": m.info.path,
               "base_sha256": base_sha256(m.info.path), "data": training.source,
               "data_sha256": training.sha256, "format": training.format, "task": training.task,
-              "settings": s.to_dict(), "train_rows": len(train_ex), "held_out_rows": len(val_ex)}
+              "settings": s.to_dict(), "train_rows": len(train_ex), "held_out_rows": len(val_ex),
+              "fingerprint": fp}
     (out / ADAPTER_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     subject = training.task["task"] if training.task else Path(training.source).name
     header = {"model": model, "subject": subject,
@@ -189,6 +190,18 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     notes = write_curve(out, units)
     shutil.rmtree(out / Path(CHECKPOINT).parent, ignore_errors=True)  # the adapter is the product
     return TuneResult(outcome.run_id, out, units, outcome.summary, kind.resumed_at, notes)
+
+
+def _adapter_fingerprint(out: Path) -> str | None:
+    """The fingerprint of the run that wrote the adapter in ``out``, if one is there."""
+    from ..models.hf import ADAPTER_RECORD
+
+    if not (out / "adapter_model.safetensors").is_file():
+        return None
+    try:
+        return json.loads((out / ADAPTER_RECORD).read_text(encoding="utf-8")).get("fingerprint") or "?"
+    except (OSError, ValueError):
+        return "?"  # an adapter from elsewhere: not ours to overwrite
 
 
 def _check_settings(s: Settings) -> None:
