@@ -148,9 +148,11 @@ class Trainer:
         """(summed loss over the answer tokens, how many there are) for a batch."""
         torch = self.torch
         ids, labels, mask = self.batch(rows)
-        logits = self.peft(input_ids=ids, attention_mask=mask).logits[:, :-1]
-        target = labels[:, 1:]
-        total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+        logits = self.peft(input_ids=ids, attention_mask=mask).logits
+        # shift the labels, not the logits: a slice of the logits would copy all of them (batch x
+        # length x 49k floats), as transformers' own loss avoids too
+        target = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
+        total = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]).float(),
                                                   target.reshape(-1), ignore_index=IGNORE, reduction="sum")
         return total, int((target != IGNORE).sum())
 
