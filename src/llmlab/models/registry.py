@@ -5,6 +5,7 @@
     hf/gemma3-270m            the bundled Gemma 3 270M base GGUF through transformers
     llamacpp/path/to/x.gguf   any local GGUF file (a bare path ending in .gguf works too)
     hf/path/to/model_dir      any local Hugging Face model directory
+    hf/smollm2+ADAPTER_DIR    a model with a LoRA adapter from ``llmlab tune`` on top (hf/ only)
 
 Embedding models resolve here too, through ``load_embedder()`` (the second half of this file):
 ``minilm``, ``st/<dir>``, ``openai/NAME``, ``ollama/NAME``, each to an ``EmbeddingModel``.
@@ -90,6 +91,13 @@ def split_name(name: str) -> tuple[str, str]:
 def resolve(name: str) -> tuple[str, str, Path | None]:
     """Returns (backend, display name, local path) for a model name; fails with what exists."""
     backend, target = split_name(name)
+    target, adapter = split_adapter(target)
+    if adapter is not None:
+        if backend != "hf":
+            raise ConfigError(f"a LoRA adapter (+{adapter}) loads on hf/ models only: "
+                              f"use hf/{target}+{adapter}")
+        backend, display, path = resolve(f"{backend}/{target}")
+        return backend, f"{display}+{adapter}", path
     if backend in REMOTE:
         if not target:
             raise ModelNotFoundError(f"name the {backend} model, e.g. {backend}/llama3.2:1b")
@@ -110,6 +118,24 @@ def resolve(name: str) -> tuple[str, str, Path | None]:
     raise ModelNotFoundError(
         f"unknown model {name!r}{hint} Available: {', '.join(BUNDLED)} (any backend: "
         f"{', '.join(b + '/' for b in BACKENDS)}), or a path to a .gguf file / HF model directory")
+
+
+def split_adapter(target: str) -> tuple[str, str | None]:
+    """``"smollm2+out/film"`` -> ``("smollm2", "out/film")``: the base before the first ``+`` that
+    follows a bundled alias or an existing path; a name without one is returned whole.
+
+    >>> split_adapter("smollm2+runs/a")
+    ('smollm2', 'runs/a')
+    """
+    if "+" not in target or Path(target).expanduser().exists():
+        return target, None
+    for i, ch in enumerate(target):
+        base = target[:i]
+        if ch == "+" and (base in BUNDLED or Path(base).expanduser().exists()):
+            if not target[i + 1:]:
+                raise ConfigError(f"name the adapter directory after the + in {target!r}")
+            return base, target[i + 1:]
+    return target, None
 
 
 def backend_class(backend: str):
@@ -208,6 +234,9 @@ def load_model(name: str = "smollm2", *, log: bool = True, db: str | Path | None
 
         store = Store.open(db)
     backend, display, path = resolve(name)
+    adapter = split_adapter(split_name(name)[1])[1]
+    if adapter is not None:
+        options["adapter"] = adapter
     cls = backend_class(backend)
     start = time.perf_counter()
     try:

@@ -73,4 +73,7 @@ def model_identity(model, store) -> dict:
     """A loaded model as a run's identity sees it: backend, name and the file's sha256 (or path)."""
     path = model.info.path
     sha = store.file_sha256(path) if store is not None and path and Path(path).is_file() else None
-    return {"backend": model.backend, "name": model.info.name, "sha256": sha or path}
+    ident = {"backend": model.backend, "name": model.info.name, "sha256": sha or path}
+    if model.info.extra.get("adapter_sha256"):  # a LoRA adapter on top (hf/x+DIR): retrained, a new run
+        ident["adapter_sha256"] = model.info.extra["adapter_sha256"]
+    return ident

@@ -1,1 +1,18 @@
-"""Fine-tuning: LoRA SFT, merge and export, and synthetic training data (``synthetic.py``)."""
+"""Fine-tuning: LoRA adapters trained on chats, prompt/completion pairs or a labelled task file, and
+synthetic training data.
+
+    data.py      a training file -> conversations (chat JSONL, prompt/completion, labelled + task); split
+    encode.py    a conversation -> token ids and labels, loss on the assistant's tokens only
+    trainer.py   the LoRA loop (peft + torch): batches, held-out loss, early stopping, checkpoints
+    run.py       ``tune()``: a run kind in the store (epochs as units), resume, the curve, re-opening
+    synthetic.py ``generate_data()``: labelled texts written by a model, filtered (``filters.py``),
+                 de-duplicated, with provenance (``llmlab generate-data``)
+
+An adapter loads on its base model as ``hf/BASE+ADAPTER_DIR`` (``models/hf.py``), in every command.
+Nothing here is imported by ``llmlab --help``; torch and peft load inside the functions that train.
+"""
+
+from .run import TuneResult, tune
+from .trainer import Settings
+
+__all__ = ["Settings", "TuneResult", "tune"]

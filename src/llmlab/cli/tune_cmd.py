@@ -1,0 +1,94 @@
+"""``llmlab tune``: train a LoRA adapter on a chat, prompt/completion or labelled file.
+
+    llmlab tune film.tsv -m hf/smollm2 --out adapters/film            # sentiment, eval's default prompt
+    llmlab tune chats.jsonl -m hf/smollm2 --out adapters/chat --epochs 2
+    llmlab prompt -m hf/smollm2+adapters/film "..."                   # the adapter, in any command
+    llmlab eval film.tsv -m hf/smollm2+adapters/film --method generate
+
+The run is stored (``llmlab runs``; ``llmlab runs show ID``); Ctrl-C or a kill keeps the last
+checkpoint in ``--out`` and the same command resumes from it; ``--fresh`` starts over. torch and peft
+are imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .eval_cmd import _pairs, _split
+from .main import app, err
+
+
+@app.command("tune")
+def tune_command(
+    data: Annotated[Path, typer.Argument(
+        help="chat JSONL (messages), prompt/completion JSONL, or a labelled .csv/.tsv/.jsonl/.parquet",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the adapter folder (made if missing)")],
+    model: Annotated[str, typer.Option("--model", "-m", help="the hf/ base model")] = "hf/smollm2",
+    task: Annotated[str | None, typer.Option(
+        "--task", "-T", help="for a labelled file: built-in task or task .yaml (default sentiment, as eval)")]
+    = None,
+    strategy: Annotated[str | None, typer.Option(
+        "--strategy", "-s", help="the task's prompt to train (default: the task's default, as eval)")] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="comma-separated label set")] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="column with the text")] = None,
+    label_col: Annotated[str | None, typer.Option("--label-col", help="column with the gold label")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col", help="column with item ids")] = None,
+    label_map: Annotated[list[str] | None, typer.Option(
+        "--label-map", help="VALUE=LABEL renaming of gold labels (repeatable)")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", help="passes over the training rows")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="conversations per step")] = 8,
+    lr: Annotated[float, typer.Option("--lr", help="peak learning rate (AdamW)")] = 1e-3,
+    rank: Annotated[int, typer.Option("--rank", "-r", help="LoRA rank")] = 8,
+    alpha: Annotated[int, typer.Option("--alpha", help="LoRA alpha (scale = alpha / rank)")] = 16,
+    dropout: Annotated[float, typer.Option("--dropout", help="LoRA dropout")] = 0.05,
+    targets: Annotated[str, typer.Option("--targets", help="comma-separated modules LoRA adapts")]
+    = "q_proj,k_proj,v_proj,o_proj",
+    max_length: Annotated[int, typer.Option("--max-length", help="longest conversation, in tokens")] = 512,
+    held_out: Annotated[float, typer.Option(
+        "--held-out", help="fraction kept back for the held-out loss and early stopping (0 = none)")] = 0.2,
+    patience: Annotated[int, typer.Option(
+        "--patience", help="epochs without a better held-out loss before stopping (0 = never)")] = 2,
+    seed: Annotated[int, typer.Option("--seed", help="split, LoRA init, order, dropout: same seed, same run")]
+    = 0,
+    save_every: Annotated[int, typer.Option("--save-every", help="steps between checkpoints")] = 5,
+    fresh: Annotated[bool, typer.Option("--fresh", help="start over instead of resuming")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: every core)")]
+    = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show the progress bar")] = True,
+):
+    """Train a LoRA adapter (peft) with the loss on the assistant's tokens; load it as hf/BASE+OUT."""
+    from ..models.registry import load_options
+    from ..tune import Settings, tune
+
+    settings = Settings(rank=rank, alpha=alpha, dropout=dropout,
+                        targets=tuple(t.strip() for t in targets.split(",") if t.strip()), epochs=epochs,
+                        batch_size=batch_size, lr=lr, max_length=max_length, held_out=held_out,
+                        patience=patience, seed=seed, save_every=save_every)
+    try:
+        result = tune(data, model, out, task=task, strategy=strategy, labels=_split(labels),
+                      columns={"text": text_col, "label": label_col, "id": id_col},
+                      label_map=_pairs(label_map), settings=settings, fresh=fresh, progress=progress,
+                      model_options=load_options(threads=threads))
+    except KeyboardInterrupt as exc:
+        err(f"interrupted: the last checkpoint is in {out}/checkpoint; run the same command again to "
+            f"resume{_where(exc)}")
+        raise typer.Exit(130) from None
+    result.print()
+    for note in result.notes:
+        err(note)
+    if result.resumed_at:
+        err(f"resumed from step {result.resumed_at}")
+    s = result.summary
+    rate = f"{s['steps_per_second']:.2f} steps/s, {s['tokens_per_second']:.0f} tokens/s" \
+        if s.get("steps_per_second") else "nothing left to train"
+    err(f"adapter in {result.out} ({rate}); curve.csv and curve.png beside it")
+    err(f"use it as -m {model}+{out}; stored as run {result.run_id} (`llmlab runs show {result.run_id}`)")
+
+
+def _where(exc) -> str:
+    run_id = getattr(exc, "run_id", None)
+    return f" (run {run_id}, {exc.done} of {exc.planned} epochs stored)" if run_id is not None else ""
