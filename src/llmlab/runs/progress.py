@@ -9,7 +9,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 
-def progress_bar(show: bool = True, transient: bool = False):
+def progress_bar(show: bool = True, transient: bool = False, detail: str | None = None):
+    """``detail``: a rich format string shown after the count (a run's own fields, such as a loss)."""
     if not show:
         return nullcontext(None)
     from rich.console import Console
@@ -22,6 +23,8 @@ def progress_bar(show: bool = True, transient: bool = False):
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if detail:
+        columns.append(TextColumn(detail))
+    return Progress(*columns, TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                     console=Console(stderr=True), transient=transient)

@@ -218,24 +218,9 @@ def _check_settings(s: Settings) -> None:
 
 
 def _progress(show: bool):
-    from contextlib import nullcontext
+    from ..runs import progress_bar
 
-    if not show:
-        return nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("steps  loss {task.fields[loss]}  held-out {task.fields[val]}"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    console=Console(stderr=True))
+    return progress_bar(show, detail="steps  loss {task.fields[loss]}  held-out {task.fields[val]}")
 
 
 # --- the report and the curve ------------------------------------------------------------------------
