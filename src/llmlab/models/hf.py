@@ -19,18 +19,15 @@ takes four to six times its file's size in memory, and transformers reads the GG
 times while loading (tokenizer, config, weights), which for Gemma's 262k-token vocabulary takes
 tens of seconds.
 
-A LoRA adapter made by ``llmlab tune`` loads on top (``hf/smollm2+ADAPTER_DIR``, through peft's
-``PeftModel``, unmerged, so the weights are exactly those trained); the base file's sha256 recorded
-in the adapter's ``llmlab_adapter.json`` must match the file being loaded.
+A LoRA adapter made by ``llmlab tune`` loads on top (``hf/smollm2+ADAPTER_DIR``; ``adapters.py``
+checks it was made for this base and wraps the model in peft's ``PeftModel``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import io
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,12 +36,12 @@ from ..chat import Message, check_prompt
 from ..checks import whole_number
 from ..config import DEFAULT_MAX_CTX, GenerationConfig, default_threads
 from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
+from .adapters import adapter_sha256, check_adapter, with_adapter
 from .base import Chunk, Model, ModelInfo, Token
 from .decoding import MODALITY_MARKERS, Decoding, token_logprob
 from .llamacpp.gguf import check_gguf, read_vocab  # a GGUF card is read by llama.cpp, as there
 
 _LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
-ADAPTER_RECORD = "llmlab_adapter.json"  # written by llmlab tune: the base model the adapter was made for
 
 
 def _import_torch():
@@ -91,9 +88,8 @@ class HFModel(Model):
 
         info = gguf_info or _describe_dir(path, name, self.model, self.tokenizer)
         if adapter is not None:
-            self.model = _with_adapter(self.model, adapter)
-            info.extra.update(adapter=str(adapter),
-                              adapter_sha256=_sha256(adapter / "adapter_model.safetensors"))
+            self.model = with_adapter(self.model, adapter)
+            info.extra.update(adapter=str(adapter), adapter_sha256=adapter_sha256(adapter))
         trained = info.trained_context_length
         info.context_length = n_ctx or min(trained or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         super().__init__(info)
@@ -347,58 +343,3 @@ def _describe_dir(path: Path, name: str, model, tokenizer) -> ModelInfo:
             "dtype": str(model.dtype).removeprefix("torch."),
         },
     )
-
-
-def base_sha256(path: str | Path) -> str:
-    """What an adapter records of its base: a GGUF file's sha256, or a model directory's config and
-    weight files' names and sizes (hashing gigabytes of safetensors at every load would be slow)."""
-    path = Path(path)
-    if path.is_file():
-        return _sha256(path)
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(path.iterdir()):
-        if f.suffix in (".safetensors", ".bin"):
-            h.update(f"{f.name}:{f.stat().st_size}".encode())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def check_adapter(adapter: Path, base: Path) -> Path:
-    """A LoRA adapter directory made for this base model, or a one-line ModelLoadError."""
-    if not adapter.is_dir():
-        raise ModelLoadError(f"adapter directory not found: {adapter}")
-    if not (adapter / "adapter_config.json").is_file():
-        raise ModelLoadError(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
-    record = adapter / ADAPTER_RECORD
-    if record.is_file():
-        try:
-            made_for = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{record} cannot be read: {exc}") from exc
-        if made_for.get("base_sha256") not in (None, base_sha256(base)):
-            raise ModelLoadError(
-                f"adapter {adapter} was trained on {made_for.get('base_model')} "
-                f"({Path(made_for.get('base_path') or '?').name}), not on {base.name}; load it as "
-                f"{made_for.get('base_model')}+{adapter}")
-    return adapter
-
-
-def _with_adapter(model, adapter: Path):
-    try:
-        from peft import PeftModel
-    except ImportError as exc:
-        raise MissingDependencyError("peft", "tune") from exc
-    try:
-        return PeftModel.from_pretrained(model, str(adapter)).eval()
-    except (*_LOAD_ERRORS, TypeError) as exc:  # shapes of another base model, a damaged file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"the adapter {adapter} does not fit this model: {first}") from exc

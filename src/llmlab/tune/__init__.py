@@ -8,7 +8,8 @@ synthetic training data.
     synthetic.py ``generate_data()``: labelled texts written by a model, filtered (``filters.py``),
                  de-duplicated, with provenance (``llmlab generate-data``)
 
-An adapter loads on its base model as ``hf/BASE+ADAPTER_DIR`` (``models/hf.py``), in every command.
+An adapter loads on its base model as ``hf/BASE+ADAPTER_DIR`` (``models/adapters.py`` checks it was
+made for that base), in every command.
 Nothing here is imported by ``llmlab --help``; torch and peft load inside the functions that train.
 """
 

@@ -121,7 +121,7 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     ``Store``, None for none, or "default" for the user's.
     """
     from ..config import prepare_out
-    from ..models.hf import ADAPTER_RECORD, base_sha256
+    from ..models.adapters import ADAPTER_RECORD, base_sha256
     from ..models.registry import load_model, resolve_backend
     from ..runs import execute
     from .data import read_training_data, split
@@ -194,7 +194,7 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
 
 def _adapter_fingerprint(out: Path) -> str | None:
     """The fingerprint of the run that wrote the adapter in ``out``, if one is there."""
-    from ..models.hf import ADAPTER_RECORD
+    from ..models.adapters import ADAPTER_RECORD
 
     if not (out / "adapter_model.safetensors").is_file():
         return None
