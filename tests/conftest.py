@@ -86,6 +86,49 @@ def hf_gemma():
 
 
 @pytest.fixture(scope="session")
+def hf_smollm2():
+    """SmolLM2 through transformers, shared by the files that train or compare adapters (tuning
+    leaves it as it was)."""
+    from llmlab import load_model
+
+    model = load_model("hf/smollm2", log=False)
+    yield model
+    model.close()
+
+
+COLOURS = [("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black"), ("blood", "red"),
+           ("sun", "yellow"), ("orange", "orange"), ("plum", "purple")]
+
+
+def colour_chats(path: Path, pairs=COLOURS) -> Path:
+    """A chat JSONL file: "Colour of THING?" answered by its colour, one conversation per pair."""
+    import json
+
+    lines = [{"messages": [{"role": "user", "content": f"Colour of {thing}?"},
+                           {"role": "assistant", "content": colour}]} for thing, colour in pairs]
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_adapter(hf_smollm2, tmp_path_factory):
+    """Four colour conversations trained on until they are learnt (a TuneResult): the adapter that the
+    loading, merging and export tests use. "Colour of coal?" -> "black" greedily once tuned."""
+    from llmlab.store import Store
+    from llmlab.tune import Settings, tune
+
+    tmp = tmp_path_factory.mktemp("colour-adapter")
+    data = colour_chats(tmp / "colours.jsonl", COLOURS[:4])
+    s = Settings(epochs=5, batch_size=4, held_out=0, lr=3e-3, dropout=0.0, rank=4, alpha=8, max_length=64)
+    store = Store.open(tmp / "runs.db")
+    try:
+        return tune(data, "hf/smollm2", tmp / "adapter", settings=s, loaded=hf_smollm2, store=store,
+                    progress=False)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="session")
 def lesson_data() -> Path:
     path = SHARED_DATA / "lesson"
     if not path.is_dir():

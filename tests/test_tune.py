@@ -15,6 +15,7 @@ import pytest
 pytest.importorskip("peft")
 pytest.importorskip("torch")
 
+from conftest import COLOURS, colour_chats  # noqa: E402
 from llmlab.chat import Message  # noqa: E402
 from llmlab.errors import ConfigError, DataError, MissingDependencyError, ModelLoadError  # noqa: E402
 from llmlab.tune import Settings, tune  # noqa: E402
@@ -22,17 +23,16 @@ from llmlab.tune.encode import IGNORE, encode  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TINY = dict(rank=4, alpha=8, max_length=96, save_every=1)
-COLOURS = [("sky", "blue"), ("grass", "green"), ("snow", "white"), ("coal", "black"), ("blood", "red"),
-           ("sun", "yellow"), ("orange", "orange"), ("plum", "purple")]
 
 
 @pytest.fixture(scope="module")
-def base():
-    from llmlab import load_model
+def base(hf_smollm2):
+    return hf_smollm2
 
-    model = load_model("hf/smollm2", log=False)
-    yield model
-    model.close()
+
+@pytest.fixture(scope="module")
+def overfit(colour_adapter):
+    return colour_adapter
 
 
 @pytest.fixture
@@ -45,11 +45,7 @@ def store(tmp_path):
 
 
 def chats(tmp_path: Path, pairs=COLOURS, name="colours.jsonl") -> Path:
-    path = tmp_path / name
-    lines = [{"messages": [{"role": "user", "content": f"Colour of {thing}?"},
-                           {"role": "assistant", "content": colour}]} for thing, colour in pairs]
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    return path
+    return colour_chats(tmp_path / name, pairs)
 
 
 def film(tmp_path: Path, n: int, lesson_data: Path) -> Path:
@@ -143,20 +139,6 @@ def test_same_seed_same_run_and_an_interrupted_run_resumes(base, tmp_path, store
     # the same command on a finished run trains nothing
     again = tune(data, "hf/smollm2", tmp_path / "c", settings=s, loaded=base, store=store, progress=False)
     assert again.run_id == c.run_id and losses(again) == losses(c)
-
-
-@pytest.fixture(scope="module")
-def overfit(base, tmp_path_factory):
-    """Four conversations, trained on until they are learnt: the adapter the loading tests use."""
-    from llmlab.store import Store
-
-    tmp = tmp_path_factory.mktemp("overfit")
-    data = chats(tmp, COLOURS[:4])
-    s = Settings(epochs=5, batch_size=4, held_out=0, lr=3e-3, dropout=0.0, rank=4, alpha=8, max_length=64)
-    store = Store.open(tmp / "runs.db")
-    result = tune(data, "hf/smollm2", tmp / "adapter", settings=s, loaded=base, store=store, progress=False)
-    store.close()
-    return result
 
 
 def test_loss_goes_down_on_the_training_rows(overfit):

@@ -1,4 +1,4 @@
-"""``llmlab runs``: past runs of any kind (evaluations, probes, benchmarks), and re-opening one.
+"""``llmlab runs``: past runs of any kind (evaluations, probes, benchmarks, tuning), and re-opening one.
 
     llmlab runs                         # the 20 most recent runs: id, kind, when, model, task, units, state
     llmlab runs --kind probe -n 0       # every probe run
@@ -27,7 +27,8 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="terminal | markd
 @runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="only eval | probe | bench runs")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", "-k", help="only eval | probe | bench | tune runs")]
+    = None,
     count: Annotated[int, typer.Option("--count", "-n", help="how many (0 = all)")] = 20,
     fmt: FormatOpt = "terminal",
 ):
@@ -35,13 +36,13 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     from ..errors import ConfigError
-    from ..runs.reopen import FORMATS, runs_table
+    from ..runs.reopen import FORMATS, KINDS, runs_table
     from ..store import Store
 
     if count < 0:
         raise ConfigError(f"--count must be >= 0 (0 = all), got {count}")
-    if kind is not None and kind not in ("eval", "probe", "bench"):
-        raise ConfigError(f"--kind must be eval, probe or bench, got {kind!r}")
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     store = Store.open(write=False)

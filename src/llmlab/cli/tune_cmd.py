@@ -1,5 +1,8 @@
 """``llmlab tune``: train a LoRA adapter on a chat, prompt/completion or labelled file.
 
+``llmlab tune DATA ...`` is short for ``llmlab tune train DATA ...``; ``llmlab tune merge`` and
+``llmlab tune export`` (in ``tune_export_cmd``) turn an adapter into a standalone model or a GGUF.
+
     llmlab tune film.tsv -m hf/smollm2 --out adapters/film            # sentiment, eval's default prompt
     llmlab tune chats.jsonl -m hf/smollm2 --out adapters/chat --epochs 2
     llmlab prompt -m hf/smollm2+adapters/film "..."                   # the adapter, in any command
@@ -16,12 +19,27 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from .eval_cmd import _pairs, _split
 from .main import app, err
 
 
-@app.command("tune")
+class _TrainByDefault(TyperGroup):
+    """A group whose first argument, when it is not one of its commands, is the data of ``train``."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["train", *args]
+        return super().parse_args(ctx, args)
+
+
+tune_app = typer.Typer(cls=_TrainByDefault, no_args_is_help=True,
+                       help="Train a LoRA adapter (llmlab tune DATA ...), merge it, export it to GGUF.")
+app.add_typer(tune_app, name="tune")
+
+
+@tune_app.command("train")
 def tune_command(
     data: Annotated[Path, typer.Argument(
         help="chat JSONL (messages), prompt/completion JSONL, or a labelled .csv/.tsv/.jsonl/.parquet",
