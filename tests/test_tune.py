@@ -273,6 +273,9 @@ def test_cli_tunes_a_labelled_file_end_to_end(tmp_path, lesson_data):
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "use it as -m hf/smollm2+" in done.stderr
+    # then base and tuned on the two held-out rows, with McNemar, and their drift on generic prompts
+    assert "before and after tuning" in done.stdout and "McNemar p" in done.stdout, done.stdout
+    assert "drift from the base model" in done.stdout and "--forgetting-data" in done.stdout
     record = json.loads((out / "llmlab_adapter.json").read_text())
     assert record["task"]["task"] == "sentiment" and record["train_rows"] == 6
     assert (out / "adapter_model.safetensors").is_file() and (out / "curve.csv").is_file()

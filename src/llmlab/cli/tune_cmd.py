@@ -77,8 +77,26 @@ def tune_command(
     threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (default: every core)")]
     = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="show the progress bar")] = True,
+    prove_it: Annotated[bool, typer.Option(
+        "--prove/--no-prove", help="afterwards: base vs tuned on the held-out rows, the forgetting task "
+        "and generic prompts")] = True,
+    method: Annotated[str, typer.Option(
+        "--method", help="eval method for the before/after check (generate asks what was trained)")]
+    = "generate",
+    forgetting_data: Annotated[Path | None, typer.Option(
+        "--forgetting-data", help="a labelled file of a task NOT trained on, evaluated before and after")]
+    = None,
+    forgetting_task: Annotated[str, typer.Option(
+        "--forgetting-task", help="its task (built-in or .yaml)")] = "topic",
+    kfold_k: Annotated[int | None, typer.Option(
+        "--kfold", help="train K adapters (OUT/fold-i), test each on its own fold: cross-validated accuracy")]
+    = None,
 ):
-    """Train a LoRA adapter (peft) with the loss on the assistant's tokens; load it as hf/BASE+OUT."""
+    """Train a LoRA adapter (peft) with the loss on the assistant's tokens; load it as hf/BASE+OUT.
+
+    Afterwards base and tuned model are compared on the held-out rows (accuracy with 95% intervals,
+    McNemar), on --forgetting-data, and by their KL divergence on generic prompts.
+    """
     from ..models.registry import load_options
     from ..tune import Settings, tune
 
@@ -86,11 +104,24 @@ def tune_command(
                         targets=tuple(t.strip() for t in targets.split(",") if t.strip()), epochs=epochs,
                         batch_size=batch_size, lr=lr, max_length=max_length, held_out=held_out,
                         patience=patience, seed=seed, save_every=save_every)
+    read = dict(task=task, strategy=strategy, labels=_split(labels),
+                columns={"text": text_col, "label": label_col, "id": id_col}, label_map=_pairs(label_map))
+    options = load_options(threads=threads)
+    if kfold_k is not None:
+        from ..tune.kfold import kfold
+
+        try:
+            cv = kfold(data, model, out, kfold_k, **read, settings=settings, method=method, fresh=fresh,
+                       progress=progress, model_options=options)
+        except KeyboardInterrupt:
+            err(f"interrupted: finished folds are stored; run the same command again to resume ({out})")
+            raise typer.Exit(130) from None
+        cv.print()
+        err(f"{kfold_k} adapters in {out}/fold-1 .. fold-{kfold_k}; figures in {out}/kfold.json")
+        return
     try:
-        result = tune(data, model, out, task=task, strategy=strategy, labels=_split(labels),
-                      columns={"text": text_col, "label": label_col, "id": id_col},
-                      label_map=_pairs(label_map), settings=settings, fresh=fresh, progress=progress,
-                      model_options=load_options(threads=threads))
+        result = tune(data, model, out, **read, settings=settings, fresh=fresh, progress=progress,
+                      model_options=options)
     except KeyboardInterrupt as exc:
         err(f"interrupted: the last checkpoint is in {out}/checkpoint; run the same command again to "
             f"resume{_where(exc)}")
@@ -105,6 +136,11 @@ def tune_command(
         if s.get("steps_per_second") else "nothing left to train"
     err(f"adapter in {result.out} ({rate}); curve.csv and curve.png beside it")
     err(f"use it as -m {model}+{out}; stored as run {result.run_id} (`llmlab runs show {result.run_id}`)")
+    if prove_it:
+        from ..tune.proof import prove
+
+        forgetting = {"data": forgetting_data, "task": forgetting_task} if forgetting_data else None
+        prove(result, method=method, forgetting=forgetting, progress=progress, model_options=options).print()
 
 
 def _where(exc) -> str:

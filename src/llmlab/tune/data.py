@@ -11,16 +11,17 @@
 
 A JSONL file without ``--task`` is read as chats or pairs, decided by its first line; a table (csv,
 tsv, parquet) is always labelled, with ``eval``'s default task. The split into training and held-out
-conversations is a seeded shuffle.
+conversations is a seeded shuffle, stratified by gold label for a labelled file (scikit-learn's
+``train_test_split``; ``folds`` is its ``StratifiedKFold``) so a small file's held-out rows keep its
+label mix.
 
-What it gives up: the split is not stratified by label; a strategy whose answer needs a written
-reasoning (chain-of-thought) trains on an empty reasoning.
+What it gives up: a held-out part too small to hold every label once is split unstratified; a
+strategy whose answer needs a written reasoning (chain-of-thought) trains on an empty reasoning.
 """
 
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,12 @@ class TrainingData:
     format: str        # chat | prompt-completion | labelled
     sha256: str        # of the file's bytes
     task: dict | None = None  # task name, strategy and fingerprint for a labelled file
+    dataset: object = None    # a labelled file's evals Dataset, one row per example, in order
+
+    @property
+    def golds(self) -> list[str] | None:
+        """Each example's gold label (a labelled file), else None."""
+        return None if self.dataset is None else list(self.dataset.frame["gold"])
 
 
 def read_training_data(path: str | Path, task: str | None = None, *, strategy: str | None = None,
@@ -124,11 +131,13 @@ def _labelled(path: Path, task_name: str, strategy_name: str | None, labels, col
         examples.append(Example(f"row {item_id}", tuple(msgs), last_only=True))
     info = {"task": task.name, "strategy": strategy.name, "fingerprint": task.fingerprint(strategy.name),
             "labels": list(task.labels), "source": task.source}
-    return TrainingData(examples, str(path), "labelled", sha, info)
+    return TrainingData(examples, str(path), "labelled", sha, info, ds)
 
 
-def split(examples: list, held_out: float, seed: int, source: str = "the data") -> tuple[list, list]:
-    """(training, held-out) by a seeded shuffle; ``held_out`` is a fraction (0 keeps none back).
+def split(examples: list, held_out: float, seed: int, source: str = "the data",
+          strata: list | None = None) -> tuple[list, list]:
+    """(training, held-out) by a seeded shuffle; ``held_out`` is a fraction (0 keeps none back);
+    ``strata`` (one label per example) keeps the label mix in both parts where it can.
 
     >>> train, val = split(list(range(10)), 0.2, seed=0)
     >>> len(train), len(val)
@@ -142,8 +151,37 @@ def split(examples: list, held_out: float, seed: int, source: str = "the data") 
         need = 2 + (1 if held_out > 0 else 0)
         raise DataError(f"{source} has {n} example{'s' * (n != 1)}: too few to split into training and "
                         f"held-out conversations (need at least {need}, or --held-out 0)")
-    order = list(range(n))
-    random.Random(seed).shuffle(order)
-    val = sorted(order[:n_val])
-    train = sorted(order[n_val:])
+    if n_val == 0:
+        return list(examples), []
+    train, val = _split_positions(n, n_val, seed, strata)
     return [examples[i] for i in train], [examples[i] for i in val]
+
+
+def _split_positions(n: int, n_val: int, seed: int, strata) -> tuple[list[int], list[int]]:
+    from sklearn.model_selection import train_test_split
+
+    try:
+        train, val = train_test_split(range(n), test_size=n_val, random_state=seed, stratify=strata)
+    except ValueError:  # a label with one row, or fewer held-out rows than labels: plain shuffle
+        train, val = train_test_split(range(n), test_size=n_val, random_state=seed)
+    return sorted(train), sorted(val)
+
+
+def folds(golds: list[str], k: int, seed: int, source: str = "the data") -> list[tuple[list[int], list[int]]]:
+    """``k`` (training positions, test positions) pairs, stratified by label: every row is tested once."""
+    import warnings
+
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if k < 2:
+        raise DataError(f"--kfold must be at least 2, got {k}")
+    if len(golds) < 2 * k:
+        raise DataError(f"{source} has {len(golds)} rows: too few for {k} folds (need at least {2 * k})")
+    rows = list(range(len(golds)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a label rarer than k: its rows miss some folds, said below
+        try:
+            pairs = StratifiedKFold(k, shuffle=True, random_state=seed).split(rows, golds)
+            return [(list(a), list(b)) for a, b in pairs]
+        except ValueError:  # every label rarer than k
+            return [(list(a), list(b)) for a, b in KFold(k, shuffle=True, random_state=seed).split(rows)]

@@ -41,6 +41,9 @@ class TuneResult:
     summary: dict
     resumed_at: int = 0       # the optimizer step a resumed run went on from (0: from the start)
     notes: list[str] = field(default_factory=list)
+    data: object = None       # the TrainingData it was trained on
+    held_out: list[int] = field(default_factory=list)  # positions of the held-out examples in data
+    model: str = ""           # the base model's name, as given
 
     def table(self) -> Table:
         return epochs_table(self.units, self.summary, self.run_id)
@@ -114,11 +117,12 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
          strategy: str | None = None, labels: list[str] | None = None, columns: dict | None = None,
          label_map: dict | None = None, settings: Settings | None = None, fresh: bool = False,
          progress: bool = True, store="default", loaded=None, model_options: dict | None = None,
-         on_step=None) -> TuneResult:
+         on_step=None, rows: list[int] | None = None) -> TuneResult:
     """Train a LoRA adapter on ``data`` into ``out``; resume a run of the same arguments.
 
     ``loaded`` is an already loaded ``hf/`` model to train on (it is left as it was); ``store`` is a
-    ``Store``, None for none, or "default" for the user's.
+    ``Store``, None for none, or "default" for the user's; ``rows`` (positions in the file) trains
+    on those examples only, as a cross-validation fold does.
     """
     from ..config import prepare_out
     from ..models.adapters import ADAPTER_RECORD, base_sha256
@@ -134,7 +138,13 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     import_peft()  # a missing [tune] extra fails before anything loads
     training = read_training_data(data, task, strategy=strategy, labels=labels, columns=columns,
                                   label_map=label_map)
-    train_ex, val_ex = split(training.examples, s.held_out, s.seed, training.source)
+    positions = list(range(len(training.examples))) if rows is None else sorted(set(rows))
+    if positions and not 0 <= positions[0] <= positions[-1] < len(training.examples):
+        raise ConfigError(f"rows must be positions in {training.source} (0 to {len(training.examples) - 1})")
+    golds = training.golds
+    train_pos, val_pos = split(positions, s.held_out, s.seed, training.source,
+                               None if golds is None else [golds[i] for i in positions])
+    train_ex, val_ex = [training.examples[i] for i in train_pos], [training.examples[i] for i in val_pos]
     out = prepare_out(out).resolve()
     if store == "default":
         from ..store import Store
@@ -144,14 +154,16 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     if s.max_length > m.info.context_length:
         raise ConfigError(f"--max-length {s.max_length} is beyond {model}'s context of "
                           f"{m.info.context_length} tokens")
-    encoded = {id(ex): encode(m, ex.messages, last_only=ex.last_only, where=ex.where)
-               for ex in training.examples}
-    check_lengths(m, [(ex.where, encoded[id(ex)][0]) for ex in training.examples], s.max_length)
+    used = train_ex + val_ex
+    encoded = {id(ex): encode(m, ex.messages, last_only=ex.last_only, where=ex.where) for ex in used}
+    check_lengths(m, [(ex.where, encoded[id(ex)][0]) for ex in used], s.max_length)
     if not any(any(y != -100 for y in encoded[id(ex)][1]) for ex in train_ex):
         raise DataError(f"{training.source}: no answer tokens to train on")
 
     identity = {"data_sha256": training.sha256, "format": training.format, "task": training.task,
                 "model": model_identity(m, store), "settings": s.to_dict(), "out": str(out)}
+    if rows is not None:
+        identity["rows"] = positions
     fp = fingerprint(identity)
     held = checkpoint_fingerprint(out) or _adapter_fingerprint(out)
     if fresh:
@@ -189,7 +201,8 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     (out / ADAPTER_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     notes = write_curve(out, units)
     shutil.rmtree(out / Path(CHECKPOINT).parent, ignore_errors=True)  # the adapter is the product
-    return TuneResult(outcome.run_id, out, units, outcome.summary, kind.resumed_at, notes)
+    return TuneResult(outcome.run_id, out, units, outcome.summary, kind.resumed_at, notes, training, val_pos,
+                      model)
 
 
 def _adapter_fingerprint(out: Path) -> str | None:
