@@ -19,3 +19,5 @@ fi
 python3 -m venv .venv
 .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -e '.[all,dev]'
+# llama.cpp's GGUF converter for `llmlab tune export` (from the installed llama-cpp-python's sdist, once)
+.venv/bin/python -m llmlab.tune.converter >/dev/null || echo "setup: llmlab tune export needs: .venv/bin/python -m llmlab.tune.converter" >&2

@@ -175,7 +175,7 @@ def test_an_adapter_for_another_base_is_refused(overfit, tmp_path):
     with pytest.raises(ModelLoadError, match="trained on hf/gemma3-270m") as exc:
         load_model(f"hf/smollm2+{other}", log=False)
     assert "\n" not in str(exc.value)
-    with pytest.raises(ConfigError, match="hf/ models only"):
+    with pytest.raises(ConfigError, match=f"llmlab tune export {overfit.out}"):  # a peft folder: hf/ only
         load_model(f"llamacpp/smollm2+{overfit.out}", log=False)
     with pytest.raises(ModelLoadError, match="adapter directory not found"):
         load_model(f"hf/smollm2+{tmp_path / 'nothing'}", log=False)

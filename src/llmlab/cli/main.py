@@ -86,4 +86,5 @@ from . import arena_cmd  # noqa: E402,F401,I001
 from . import ui_cmd  # noqa: E402,F401,I001
 from . import generate_cmd  # noqa: E402,F401,I001
 from . import tune_cmd  # noqa: E402,F401,I001
+from . import tune_export_cmd  # noqa: E402,F401,I001
 # (each feature adds its command module here)

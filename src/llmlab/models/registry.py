@@ -5,7 +5,8 @@
     hf/gemma3-270m            the bundled Gemma 3 270M base GGUF through transformers
     llamacpp/path/to/x.gguf   any local GGUF file (a bare path ending in .gguf works too)
     hf/path/to/model_dir      any local Hugging Face model directory
-    hf/smollm2+ADAPTER_DIR    a model with a LoRA adapter from ``llmlab tune`` on top (hf/ only)
+    hf/smollm2+ADAPTER_DIR    a model with a LoRA adapter from ``llmlab tune`` on top
+    smollm2+ADAPTER.gguf      the same adapter converted by ``llmlab tune export``, on llama.cpp
 
 Embedding models resolve here too, through ``load_embedder()`` (the second half of this file):
 ``minilm``, ``st/<dir>``, ``openai/NAME``, ``ollama/NAME``, each to an ``EmbeddingModel``.
@@ -93,9 +94,7 @@ def resolve(name: str) -> tuple[str, str, Path | None]:
     backend, target = split_name(name)
     target, adapter = split_adapter(target)
     if adapter is not None:
-        if backend != "hf":
-            raise ConfigError(f"a LoRA adapter (+{adapter}) loads on hf/ models only: "
-                              f"use hf/{target}+{adapter}")
+        _check_adapter_kind(backend, target, adapter)
         backend, display, path = resolve(f"{backend}/{target}")
         return backend, f"{display}+{adapter}", path
     if backend in REMOTE:
@@ -118,6 +117,20 @@ def resolve(name: str) -> tuple[str, str, Path | None]:
     raise ModelNotFoundError(
         f"unknown model {name!r}{hint} Available: {', '.join(BUNDLED)} (any backend: "
         f"{', '.join(b + '/' for b in BACKENDS)}), or a path to a .gguf file / HF model directory")
+
+
+def _check_adapter_kind(backend: str, base: str, adapter: str) -> None:
+    """A peft directory goes on hf/ models, a LoRA GGUF on llamacpp/ ones; say which when mixed up."""
+    is_gguf = adapter.endswith(".gguf") or Path(adapter).expanduser().is_file()
+    if backend == "llamacpp" and not is_gguf:
+        raise ConfigError(f"{adapter} is not a LoRA GGUF; a peft adapter directory loads on hf/ models "
+                          f"(hf/{base}+{adapter}), and for llama.cpp is converted first: llmlab tune export "
+                          f"{adapter} --out ADAPTER.gguf")
+    if backend == "hf" and is_gguf:
+        raise ConfigError(f"{adapter} is a LoRA GGUF, which loads on llamacpp/ models: "
+                          f"llamacpp/{base}+{adapter}")
+    if backend not in ("hf", "llamacpp"):
+        raise ConfigError(f"a LoRA adapter (+{adapter}) loads on hf/ and llamacpp/ models only")
 
 
 def split_adapter(target: str) -> tuple[str, str | None]:

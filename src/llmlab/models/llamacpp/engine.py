@@ -38,6 +38,7 @@ from ...config import GenerationConfig
 from ...errors import BackendError
 from ..decoding import ByteText, Decoding, token_logprob
 from ..events import Chunk, Usage
+from .lora import apply_lora
 from .sampling import logits_row, make_sampler, sample
 
 log = logging.getLogger("llmlab.serve")
@@ -96,6 +97,7 @@ class Engine:
         except ValueError as exc:
             raise BackendError(f"llama.cpp could not make a context of {params.n_ctx} tokens for "
                                f"{self.parallel} parallel requests: {exc}") from exc
+        apply_lora(llm, self.ctx.ctx)  # llama.cpp applies a LoRA per context: this one too
         self.batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
         self.vocab = llm._model.vocab
         self.n_vocab = llm.n_vocab()

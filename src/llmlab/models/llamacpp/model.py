@@ -12,6 +12,9 @@ a few-shot scoring eval ran five times slower than zero-shot. With the full cach
 the prefix; generation still starts from scratch, so that seeded samples reproduce (see
 ``__init__``). It costs the KV memory of the whole window (for Gemma 3 270M at 8192 tokens, about
 150 MB). ``bench/bench_eval.py`` measures it.
+
+A LoRA adapter converted by ``llmlab tune export`` loads on top (``llamacpp/smollm2+ADAPTER.gguf``;
+``lora.py`` checks it was made for this base and passes it to llama.cpp as ``lora_path``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from ..base import Chunk, Model, Token, TokenLogprob
 from ..decoding import MODALITY_MARKERS, ByteText, Decoding, log_softmax, token_logprob
 from .gguf import check_gguf, describe_loaded, trained_context
 from .loader import open_llama
+from .lora import check_applied, check_lora
 from .sampling import logits_row, make_sampler, sample
 
 # llama.cpp token attributes that never stand for text (llama_cpp.LLAMA_TOKEN_ATTR_*)
@@ -38,9 +42,13 @@ class LlamaCppModel(Model):
     capabilities = frozenset({"score", "logprobs", "echo", "grammar"})
 
     def __init__(self, path: str | Path, name: str | None = None, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int = 512, **llama_options):
+                 n_threads: int | None = None, n_batch: int = 512, adapter: str | Path | None = None,
+                 **llama_options):
         path = Path(path)
         check_gguf(path)
+        if adapter is not None:  # a LoRA GGUF from llmlab tune export, checked before the weights load
+            adapter = check_lora(Path(adapter).expanduser(), path)
+            llama_options["lora_path"] = str(adapter)
         if n_ctx is None:
             n_ctx = min(trained_context(path) or DEFAULT_MAX_CTX, DEFAULT_MAX_CTX)
         threads = n_threads or default_threads()
@@ -51,7 +59,13 @@ class LlamaCppModel(Model):
         # a model without such layers is unaffected
         llama_options.setdefault("swa_full", True)
         self.llm = open_llama(path, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch, **llama_options)
+        if adapter is not None:
+            check_applied(self.llm, adapter, path)
         super().__init__(describe_loaded(self.llm, path, name or path.name, self.backend))
+        if adapter is not None:
+            from ..adapters import base_sha256
+
+            self.info.extra.update(adapter=str(adapter), adapter_sha256=base_sha256(adapter))
         import llama_cpp
 
         from .cpu import cpu_path

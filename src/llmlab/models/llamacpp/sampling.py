@@ -4,8 +4,8 @@ Both the in-process model and the batching engine sample through ``make_sampler`
 means the same in both and a seeded run gives the same tokens in both. The chain is llama-cpp-python's
 own (``Llama._init_sampler``): repeat penalty over the last 64 tokens, then greedy, or top-k, typical
 (off), top-p, min-p (off), temperature and a seeded draw. Min-p and typical sampling are off so that
-``top_k``, ``top_p`` and ``temperature`` mean what they mean in transformers. LoRA adapters will be
-applied here too.
+``top_k``, ``top_p`` and ``temperature`` mean what they mean in transformers. (A LoRA adapter is
+set on the context, not here: ``lora.py``.)
 
 A ``json_schema`` becomes a grammar (llama-cpp-python's converter, over ``schema.grammar_schema``,
 which refused what it cannot express when the config was made). Masking the whole vocabulary with it
