@@ -50,11 +50,12 @@ def test_smollm2_always_validates_with_the_schema_and_rarely_without(smollm2):
 
 
 def test_gemma_base_always_validates_with_the_schema(gemma):
+    # constrained only: its 262k-token vocabulary makes each unconstrained-vs-constrained pair slow, and
+    # SmolLM2's test above shows the contrast
     prompts = [f"A description of {t}, as a JSON object with a name and an age:\n" for t in TOPICS]
     constrained, why = rate(gemma, prompts, PERSON)
-    unconstrained, _ = rate(gemma, prompts, None)
     print(f"\nGemma-3-270M base, {len(prompts)} prompts, temperature 0.8: valid {constrained:.0%} "
-          f"constrained, {unconstrained:.0%} unconstrained")
+          "constrained")
     assert constrained == 1.0, why
 
 

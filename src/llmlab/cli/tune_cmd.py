@@ -121,7 +121,7 @@ def tune_command(
         return
     try:
         result = tune(data, model, out, **read, settings=settings, fresh=fresh, progress=progress,
-                      model_options=options)
+                      model_options=options, keep_loaded=prove_it)
     except KeyboardInterrupt as exc:
         err(f"interrupted: the last checkpoint is in {out}/checkpoint; run the same command again to "
             f"resume{_where(exc)}")
@@ -140,7 +140,11 @@ def tune_command(
         from ..tune.proof import prove
 
         forgetting = {"data": forgetting_data, "task": forgetting_task} if forgetting_data else None
-        prove(result, method=method, forgetting=forgetting, progress=progress, model_options=options).print()
+        try:
+            prove(result, base=result.base, method=method, forgetting=forgetting, progress=progress,
+                  model_options=options).print()
+        finally:
+            result.base.close()
 
 
 def _where(exc) -> str:

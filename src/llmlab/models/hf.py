@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import io
 import threading
 from collections.abc import Iterator
@@ -175,8 +176,8 @@ class HFModel(Model):
         new, cache = seq, None
         for _ in range(budget):
             with torch.inference_mode():
-                out = self.model(input_ids=new, past_key_values=cache, use_cache=True, logits_to_keep=1)
-                cache = out.past_key_values
+                out = self.model(input_ids=new, use_cache=True, logits_to_keep=1, **_cache_kw(cache))
+                cache = _cache_of(out)
                 logits = out.logits[:, -1, :].float()
                 row = None if config.logprobs is None else logits[0].log_softmax(dim=-1).double().numpy()
                 new = pick(seq, logits)
@@ -251,7 +252,7 @@ class HFModel(Model):
                     total = first[cont[0]]
                     if len(cont) > 1:
                         rest = self.model(input_ids=torch.tensor([cont[:-1]]), use_cache=True,
-                                          past_key_values=copy.deepcopy(out.past_key_values))
+                                          **_cache_kw(copy.deepcopy(_cache_of(out))))
                         logp = rest.logits[0].float().log_softmax(dim=-1)
                         total = total + logp.gather(1, torch.tensor(cont[1:])[:, None]).sum()
                     scores.append(float(total))
@@ -292,6 +293,25 @@ class _TextDelta:
         """Whatever is still held back at the end (an incomplete character comes out as U+FFFD)."""
         shown = self._decode(self.ids[self.prefix:self.read])
         return self._decode(self.ids[self.prefix:])[len(shown):]
+
+
+def _cache_kw(cache) -> dict:
+    """The keyword a model's forward takes its KV cache by: ``cache`` in recent transformers (which
+    warns about ``past_key_values``), ``past_key_values`` before."""
+    return {_cache_name(): cache}
+
+
+@functools.cache
+def _cache_name() -> str:
+    import inspect
+
+    from transformers.models.llama.modeling_llama import LlamaForCausalLM
+
+    return "cache" if "cache" in inspect.signature(LlamaForCausalLM.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    return getattr(out, "cache", None) if hasattr(out, "cache") else out.past_key_values
 
 
 def _load(path: Path, dtype, verbose: bool, options: dict):

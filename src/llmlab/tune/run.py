@@ -44,6 +44,7 @@ class TuneResult:
     data: object = None       # the TrainingData it was trained on
     held_out: list[int] = field(default_factory=list)  # positions of the held-out examples in data
     model: str = ""           # the base model's name, as given
+    base: object = None       # the loaded base model, when tune(keep_loaded=True) loaded it
 
     def table(self) -> Table:
         return epochs_table(self.units, self.summary, self.run_id)
@@ -117,12 +118,13 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
          strategy: str | None = None, labels: list[str] | None = None, columns: dict | None = None,
          label_map: dict | None = None, settings: Settings | None = None, fresh: bool = False,
          progress: bool = True, store="default", loaded=None, model_options: dict | None = None,
-         on_step=None, rows: list[int] | None = None) -> TuneResult:
+         on_step=None, rows: list[int] | None = None, keep_loaded: bool = False) -> TuneResult:
     """Train a LoRA adapter on ``data`` into ``out``; resume a run of the same arguments.
 
     ``loaded`` is an already loaded ``hf/`` model to train on (it is left as it was); ``store`` is a
     ``Store``, None for none, or "default" for the user's; ``rows`` (positions in the file) trains
-    on those examples only, as a cross-validation fold does.
+    on those examples only, as a cross-validation fold does. ``keep_loaded`` leaves the base model it
+    loaded open in ``result.base`` (for ``proof.prove``; the caller closes it).
     """
     from ..config import prepare_out
     from ..models.adapters import ADAPTER_RECORD, base_sha256
@@ -193,7 +195,7 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
             outcome = execute(kind, store, fresh=fresh)
         finally:
             trainer.detach()
-            if loaded is None:
+            if loaded is None and not (keep_loaded and not _failed()):
                 m.close()
     units = list(outcome.results.values())
     record.update(run_id=outcome.run_id, best_epoch=outcome.summary["best_epoch"],
@@ -201,8 +203,18 @@ def tune(data, model: str = "hf/smollm2", out: str | Path = "adapter", *, task: 
     (out / ADAPTER_RECORD).write_text(json.dumps(record, indent=2), encoding="utf-8")
     notes = write_curve(out, units)
     shutil.rmtree(out / Path(CHECKPOINT).parent, ignore_errors=True)  # the adapter is the product
-    return TuneResult(outcome.run_id, out, units, outcome.summary, kind.resumed_at, notes, training, val_pos,
-                      model)
+    result = TuneResult(outcome.run_id, out, units, outcome.summary, kind.resumed_at, notes, training,
+                        val_pos, model)
+    if keep_loaded and loaded is None:
+        result.base = m
+    return result
+
+
+def _failed() -> bool:
+    """Inside a ``finally``: whether an exception is on its way out."""
+    import sys
+
+    return sys.exc_info()[0] is not None
 
 
 def _adapter_fingerprint(out: Path) -> str | None:
