@@ -76,8 +76,12 @@ def with_adapter(model, adapter: Path):
         from peft import PeftModel
     except ImportError as exc:
         raise MissingDependencyError("peft", "tune") from exc
+    import warnings
+
     try:
-        return PeftModel.from_pretrained(model, str(adapter)).eval()
+        with warnings.catch_warnings():  # transformers' deprecation of a name peft calls: not the user's
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter)).eval()
     # another base model's shapes, a damaged file
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

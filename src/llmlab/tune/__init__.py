@@ -5,6 +5,10 @@ synthetic training data.
     encode.py    a conversation -> token ids and labels, loss on the assistant's tokens only
     trainer.py   the LoRA loop (peft + torch): batches, held-out loss, early stopping, checkpoints
     run.py       ``tune()``: a run kind in the store (epochs as units), resume, the curve, re-opening
+    proof.py     ``prove()``: base against tuned on held-out rows and a second task (McNemar), KL drift
+    kfold.py     ``kfold()``: K adapters, each tested on its own fold; the cross-validated accuracy
+    export.py    ``merge()`` and ``export()``: a standalone model, or GGUF through llama.cpp's converter
+    converter.py llama.cpp's converter scripts, fetched once from llama-cpp-python's source package
     synthetic.py ``generate_data()``: labelled texts written by a model, filtered (``filters.py``),
                  de-duplicated, with provenance (``llmlab generate-data``)
 
