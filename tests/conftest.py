@@ -85,6 +85,16 @@ def hf_gemma():
     model.close()
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A run store of the test's own (tests that pass it explicitly rather than through LLMLAB_HOME)."""
+    from llmlab.store import Store
+
+    s = Store.open(tmp_path / "runs.db")
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def hf_smollm2():
     """SmolLM2 through transformers, shared by the files that train or compare adapters (tuning

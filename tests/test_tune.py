@@ -35,15 +35,6 @@ def overfit(colour_adapter):
     return colour_adapter
 
 
-@pytest.fixture
-def store(tmp_path):
-    from llmlab.store import Store
-
-    s = Store.open(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 def chats(tmp_path: Path, pairs=COLOURS, name="colours.jsonl") -> Path:
     return colour_chats(tmp_path / name, pairs)
 

@@ -30,15 +30,6 @@ def film_rows(tmp_path: Path, lesson_data: Path, every: int, name: str = "film.t
     return path
 
 
-@pytest.fixture
-def store(tmp_path):
-    from llmlab.store import Store
-
-    s = Store.open(tmp_path / "runs.db")
-    yield s
-    s.close()
-
-
 # --- splits ------------------------------------------------------------------------------------------
 
 

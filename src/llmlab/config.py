@@ -163,3 +163,20 @@ def prepare_out(path) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {out}: this folder is not writable")
     return out
+
+
+def prepare_out_file(path, suffixes: tuple[str, ...], what: str) -> Path:
+    """``--out`` for a single file: one of ``suffixes`` (``what`` names them in the error), not a folder,
+    in a folder that exists or can be made, writable (and so is the file, if it is there)."""
+    out = Path(path).expanduser()
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out {out}: name a {what} file")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; name a {what} file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot make its folder ({exc.strerror or exc})") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ConfigError(f"--out {out}: not writable")
+    return out

@@ -103,5 +103,16 @@ def show_tables(tables: list[Table], fmt: str, console) -> str | None:
     return "\n\n".join(out) + "\n" if out else None
 
 
+def print_tables(tables: list[Table], notes=(), console=None) -> None:
+    """A report's tables on the terminal, then its notes dimmed."""
+    from rich.console import Console
+
+    console = console or Console()
+    for table in tables:
+        console.print(table.to_rich())
+    for note in notes:
+        console.print(note, style="dim")
+
+
 def _text(x) -> str:
     return "" if x is None else str(x)

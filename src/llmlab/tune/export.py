@@ -264,18 +264,9 @@ def _out_dir(out: str | Path, src: Source) -> Path:
 
 
 def _out_file(out: str | Path) -> Path:
-    out = Path(out).expanduser()
-    if out.suffix != ".gguf":
-        raise ConfigError(f"--out {out}: name a .gguf file")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; name a .gguf file")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot make its folder ({exc.strerror or exc})") from None
-    if not os.access(out.parent, os.W_OK):
-        raise ConfigError(f"--out {out}: its folder is not writable")
-    return out.resolve()
+    from ..config import prepare_out_file
+
+    return prepare_out_file(out, (".gguf",), ".gguf").resolve()
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..runs.table import Column, Table
+from ..runs.table import Column, Table, print_tables
 
 
 @dataclass
@@ -78,13 +78,7 @@ class KFoldResult:
         return [t, f]
 
     def print(self, console=None) -> None:
-        from rich.console import Console
-
-        console = console or Console()
-        for t in self.tables():
-            console.print(t.to_rich())
-        for note in self.notes:
-            console.print(note, style="dim")
+        print_tables(self.tables(), self.notes, console)
 
 
 def kfold(data, model: str, out, k: int = 5, *, task: str | None = None, strategy: str | None = None,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ..chat import Message
 from ..errors import ConfigError
-from ..runs.table import Column, Table
+from ..runs.table import Column, Table, print_tables
 
 GENERIC_PROMPTS = (
     "What is the capital of France?",
@@ -107,13 +107,7 @@ class Proof:
         return tables
 
     def print(self, console=None) -> None:
-        from rich.console import Console
-
-        console = console or Console()
-        for t in self.tables():
-            console.print(t.to_rich())
-        for note in self.notes:
-            console.print(note, style="dim")
+        print_tables(self.tables(), self.notes, console)
 
 
 def prove(result, *, base=None, tuned=None, method: str = "generate", forgetting: dict | None = None,

@@ -30,7 +30,6 @@ duplicates are found against kept rows only, one text at a time (quadratic, fine
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections import Counter
@@ -153,18 +152,9 @@ def _label_checker(spec: str | None, model, task):
 
 
 def _check_out(out) -> Path:
-    out = Path(out).expanduser()
-    if out.suffix.lower() not in (".jsonl", ".csv"):
-        raise ConfigError(f"--out {out}: write .jsonl or .csv (the suffix picks the format)")
-    if out.is_dir():
-        raise ConfigError(f"--out {out} is a folder; name a .jsonl or .csv file")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot make its folder ({exc.strerror or exc})") from None
-    if not os.access(out.parent, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ConfigError(f"--out {out}: not writable")
-    return out
+    from ..config import prepare_out_file
+
+    return prepare_out_file(out, (".jsonl", ".csv"), ".jsonl or .csv")  # the suffix picks the format
 
 
 def rejects_path(out: Path) -> Path:
