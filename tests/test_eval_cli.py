@@ -44,7 +44,7 @@ def test_the_main_job_on_the_example_file(tmp_path):
     assert args[:2] == ["eval", str(EXAMPLES)] and "--baseline" in args and args.count("--recipe") == 2
     args[args.index("--out") + 1] = str(tmp_path / "out")
     out = tmp_path / "out"
-    r = llmlab(*args, "--limit", "30", home=tmp_path)  # the whole file is README figures' business
+    r = llmlab(*args, "--limit", "20", home=tmp_path)  # the whole file is README figures' business
     assert r.returncode == 0, r.stderr
     assert "accuracy" in r.stdout and "McNemar" in r.stdout and "precision" in r.stdout
     preds = pd.read_csv(out / "predictions.csv", keep_default_na=False)
@@ -53,8 +53,8 @@ def test_the_main_job_on_the_example_file(tmp_path):
     # exactly the recipes named: the lesson's, llmlab's best, and the supervised baseline
     assert [(t["strategy"], t["method"]) for t in report["table"]] == [
         ("zero-shot", "generate"), ("good-bad-mixed", "batch-calibrate"), ("-", "supervised")]
-    assert len(preds) == 3 * 30 and report["dataset"]["rows"] == 30
-    assert sum(report["dataset"]["gold_counts"].values()) == 30 and len(report["dataset"]["gold_counts"]) == 3
+    assert len(preds) == 3 * 20 and report["dataset"]["rows"] == 20
+    assert sum(report["dataset"]["gold_counts"].values()) == 20 and len(report["dataset"]["gold_counts"]) == 3
     # the closing paragraph reads the table: the best system and a test against each other one
     reading = report["reading"]
     assert reading.startswith(f"Best: {report['best']}") and reading.count("p = ") == 2
