@@ -16,15 +16,16 @@ config is written from the transformers-loaded base, never fetched from the hub.
 its provenance beside it: ``llmlab_merged.json`` in the directory, ``FILE.gguf.json`` beside a GGUF
 (for a LoRA GGUF, the base it is checked against when loaded: ``models/llamacpp/lora.py``).
 
-Measured on the colour adapter of the tests (SmolLM2-135M Q4_1 base, rank 4 on q/k/v/o): the colour
-answers are the adapter's in every form. On longer greedy continuations (12 prompts, 8 raw texts and 4
-chats, 48 new tokens; token ids compared with ``hf/smollm2+ADAPTER``):
+Measured on the colour adapter of the tests (SmolLM2-135M Q4_1 base, rank 4 on q/k/v/o) by
+``bench/bench_tune_export.py``: the colour answers are the adapter's in every form. On longer greedy
+continuations (12 prompts, 4 chats and 8 raw texts, 48 new tokens; token ids compared with
+``hf/smollm2+ADAPTER``):
 
     merged hf folder                        12 of 12 identical
     merged GGUF, f16 (the default)          12 of 12 identical
-    merged GGUF, q8_0                        5 of 12 identical; the others part after 1-28 tokens (median 14)
-    LoRA GGUF on the Q4_1 base               4 of 12 identical; the others part after 1-24 tokens (median 8)
-    (the base alone, llamacpp/ vs hf/)       3 of 12 identical; the others part after 0-35 tokens (median 12)
+    merged GGUF, q8_0                        4 of 12 identical; the others part after 1-25 tokens
+    LoRA GGUF on the Q4_1 base               2 of 12 identical; the others part after 2-28 tokens
+    (the base alone, llamacpp/ vs hf/)       1 of 12 identical; the others part after 0-26 tokens
 
 The LoRA GGUF parts from transformers as the base itself does: llama.cpp multiplies a Q4_1 layer with
 8-bit activations where transformers dequantizes it to float32. A merged f16 GGUF has no Q4_1 layer
