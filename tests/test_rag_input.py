@@ -224,3 +224,15 @@ def test_an_interrupted_document_is_redone_next_time(tmp_path, monkeypatch):
 ])
 def test_citations_are_parsed_and_ids_that_point_nowhere_are_dropped(text, n, valid, invalid):
     assert parse_citations(text, n) == (valid, invalid)
+
+
+def test_a_folder_is_walked_without_its_hidden_folders_and_package_trees(tmp_path):
+    from llmlab.rag.documents import find_files
+
+    for rel in ("notes.txt", "sub/more.md", ".venv/lib/README.txt", ".git/description.txt",
+                "node_modules/pkg/readme.md", "sub/__pycache__/x.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("text")
+    found = find_files([tmp_path])
+    assert sorted(p.relative_to(tmp_path.resolve()).as_posix() for p in found) == ["notes.txt", "sub/more.md"]
+    assert find_files([tmp_path / ".venv" / "lib"]) == [(tmp_path / ".venv/lib/README.txt").resolve()]

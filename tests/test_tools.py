@@ -412,7 +412,7 @@ def _cli(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=600)
 
 
-def test_agent_run_answers_arithmetic_and_dates_with_the_bundled_model():
+def test_agent_run_answers_arithmetic_and_dates_with_the_bundled_model(tmp_path):
     out = _cli("agent", "run", "What is 17 * 23?", "--tool", "calculator")
     assert out.returncode == 0, out.stderr
     assert "call calculator(" in out.stderr and "-> 391" in out.stderr and "391" in out.stdout
@@ -423,7 +423,8 @@ def test_agent_run_answers_arithmetic_and_dates_with_the_bundled_model():
     call = next(s for s in run["steps"] if s["kind"] == "call")
     assert call["tool"] == "days_between" and call["result"] == "59"
     assert [m["role"] for m in run["messages"]][:3] == ["user", "assistant", "tool"]
-    dup = _cli("agent", "run", "hi", "--tool", "search:.", "--tool", "rag:x")
+    (tmp_path / "notes.txt").write_text("Nothing to see here.")
+    dup = _cli("agent", "run", "hi", "--tool", f"search:{tmp_path}", "--tool", "rag:x")
     assert dup.returncode == 1 and "two tools are named 'search_documents'" in dup.stderr
     bad = _cli("agent", "run", "hi", "--tool", "shell")
     assert bad.returncode == 1 and bad.stderr.strip().count("\n") == 0

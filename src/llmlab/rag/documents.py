@@ -52,7 +52,7 @@ def find_files(paths: list[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw).expanduser()
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+            inside = sorted(_walk(path))
             if not inside:
                 raise RagError(f"{path}: no files to ingest in this folder (llmlab reads "
                                f"{', '.join(sorted(SUFFIXES))})")
@@ -65,6 +65,22 @@ def find_files(paths: list[str | Path]) -> list[Path]:
         else:
             raise RagError(f"{path}: no such file or folder")
     return list(found)
+
+
+SKIPPED_DIRS = ("__pycache__", "node_modules", "site-packages")
+
+
+def _walk(folder: Path):
+    """The readable files under ``folder``, leaving out hidden folders (``.git``, ``.venv``) and
+    package trees (``node_modules``, ``site-packages``), as a code search tool does."""
+    import os
+
+    for top, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
+        for name in files:
+            p = Path(top) / name
+            if p.suffix.lower() in SUFFIXES and p.is_file():
+                yield p
 
 
 def read_pages(path: Path) -> list[Page]:
