@@ -22,7 +22,14 @@ CANARY: dict[str, object] = {}  # bundled model -> its doctor line, from a child
 
 
 def pytest_sessionstart(session):
+    import signal
+
     from llmlab.doctor import check
+
+    # started in the background (`nohup pytest &` ignores SIGINT, and children inherit the ignoring):
+    # the tests that press Ctrl-C on a child llmlab need it to arrive, so children start with the default
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
     for alias in ("smollm2", "gemma3-270m"):
         line = check(alias)
