@@ -302,7 +302,7 @@ def _without_created_text(text: str) -> list[str]:
 
 @pytest.mark.parametrize("args, message", [
     (["runs", "show", "99"], "no run 99 in "),
-    (["runs", "--kind", "nope"], "--kind must be eval, probe or bench"),
+    (["runs", "--kind", "nope"], "--kind must be one of eval, probe, bench, rag, flow, agent, tune"),
     (["runs", "show", "1", "--format", "html"], "--format must be one of terminal, markdown, csv"),
 ])
 def test_bad_runs_arguments_are_one_line(tmp_path, args, message):

@@ -209,7 +209,7 @@ def test_bad_input_in_python(minilm, tmp_path):
     (["--task", "sentimnet", "--n", "3"], "unknown task 'sentimnet' (did you mean 'sentiment'?)"),
     (["--task", "sentiment", "--n", "0"], "--n must be a whole number >= 1, got 0"),
     (["--task", "sentiment", "--n", "3", "--out", "{tmp}/file.txt/out.jsonl"], "cannot make its folder"),
-    (["--task", "sentiment", "--n", "3", "--out", "{tmp}/out.txt"], "write .jsonl or .csv"),
+    (["--task", "sentiment", "--n", "3", "--out", "{tmp}/out.txt"], "name a .jsonl or .csv file"),
 ])
 def test_bad_input_is_one_line(args, words, tmp_path):
     (tmp_path / "file.txt").write_text("a file, not a folder")
