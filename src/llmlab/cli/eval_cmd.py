@@ -60,11 +60,34 @@ def eval_command(
         "can be many times faster)")] = None,
     list_tasks: Annotated[bool, typer.Option("--list-tasks", help="list the built-in tasks and exit")]
     = False,
+    benchmark: Annotated[str | None, typer.Option(
+        "--benchmark", "-b", help="score a multiple-choice benchmark file as lm-evaluation-harness does: "
+        "arc | hellaswag | mmlu | truthfulqa-mc1 | truthfulqa-mc2 | winogrande (no FILE: llmlab's "
+        "sample of that format)", show_default=False)] = None,
+    num_fewshot: Annotated[int, typer.Option(
+        "--num-fewshot", help="with --benchmark: solved examples before each question (the first ones "
+        "of --fewshot-file, or of FILE without the item itself)")] = 0,
+    fewshot_file: Annotated[Path | None, typer.Option(
+        "--fewshot-file", help="with --benchmark: where few-shot examples come from (e.g. MMLU's dev "
+        "split)", show_default=False)] = None,
+    field: Annotated[Repeatable, typer.Option(
+        "--field", help="with --benchmark: NAME=COLUMN for a file in another layout, e.g. "
+        "question=prompt or choices=options.text (repeatable)")] = None,
 ):
     """Evaluate a prompted task on a labelled dataset: accuracy, macro-F1 with 95% CIs, McNemar tests."""
     if list_tasks:
         _list_tasks()
         return
+    if benchmark is not None:
+        _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limit, fresh, out, n_ctx,
+                   threads, others={"--task": task != "sentiment", "--method": method,
+                                    "--strategy": strategy, "--recipe": recipe, "--labels": labels,
+                                    "--baseline": baseline, "--repeats": repeats != 1, "--text-col": text_col,
+                                    "--label-col": label_col})
+        return
+    if num_fewshot or fewshot_file or field:
+        err("error: --num-fewshot, --fewshot-file and --field go with --benchmark")
+        raise typer.Exit(2)
     if dataset is None:
         err("error: give a DATASET file (or --list-tasks)")
         raise typer.Exit(2)
@@ -110,11 +133,39 @@ def eval_command(
     err(f"stored as runs {ids}: `llmlab runs show {ids}` re-opens this report")
 
 
+def _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limit, fresh, out, n_ctx, threads,
+               others: dict) -> None:
+    from ..benchmarks import run_benchmark
+    from ..errors import ConfigError
+    from ..models.registry import load_options
+
+    given = [name for name, value in others.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)} do not apply to --benchmark: a benchmark has its own prompt, "
+                          "choices and log-likelihood scoring")
+    fields = _pairs(field, "--field", "NAME=COLUMN")
+    try:
+        result = run_benchmark(dataset, benchmark, model or ["smollm2"], num_fewshot=num_fewshot,
+                               fewshot_data=fewshot_file, fields=fields, limit=limit, fresh=fresh,
+                               progress=True, out=out,
+                               model_options=load_options(n_ctx=n_ctx, threads=threads))
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "run_id", None)
+        where = f" ({exc.done} of {exc.planned} items of run {run_id})" if run_id is not None else ""
+        err(f"interrupted: finished items are stored; run the same command again to resume{where}")
+        raise typer.Exit(130) from None
+    result.print()
+    if out is not None:
+        err(f"wrote {out}/predictions.csv, report.json, report.md")
+    ids = " ".join(str(r.run_id) for r in result.runs if r.run_id is not None)
+    err(f"stored as runs {ids}: `llmlab runs show {ids}` re-opens this report")
+
+
 def _split(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
-def _pairs(items: list[str] | None) -> dict | None:
+def _pairs(items: list[str] | None, option: str = "--label-map", shape: str = "VALUE=LABEL") -> dict | None:
     from ..errors import ConfigError
 
     if not items:
@@ -123,7 +174,7 @@ def _pairs(items: list[str] | None) -> dict | None:
     for item in items:
         value, sep, label = item.partition("=")
         if not sep or not value.strip() or not label.strip():
-            raise ConfigError(f"--label-map wants VALUE=LABEL, got {item!r}")
+            raise ConfigError(f"{option} wants {shape}, got {item!r}")
         out[value.strip()] = label.strip()
     return out
 

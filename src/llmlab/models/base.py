@@ -153,6 +153,11 @@ class Model(Capable, ABC):
         """Log-probability of each continuation after the context (sum over its tokens)."""
         raise self.unable("score")
 
+    def score_ids(self, context: list[int], continuations: list[list[int]]) -> list[float]:
+        """``score`` on token ids: each continuation's summed log-probability after exactly these
+        context ids (local backends; how benchmarks reproduce lm-evaluation-harness's token split)."""
+        raise self.unable("score", "it cannot score token ids")
+
     def prompt_logprobs(self, text: str, n_top: int = 0, cancel: threading.Event | None = None
                         ) -> list[TokenLogprob]:
         """Log-probability of each token of ``text`` given those before it (``echo``)."""

@@ -36,7 +36,14 @@ from pathlib import Path
 from ..chat import Message, check_prompt
 from ..checks import whole_number
 from ..config import DEFAULT_MAX_CTX, GenerationConfig, default_threads
-from ..errors import BackendError, ConfigError, ContextOverflowError, MissingDependencyError, ModelLoadError
+from ..errors import (
+    BackendError,
+    ConfigError,
+    ContextOverflowError,
+    MissingDependencyError,
+    ModelLoadError,
+    PromptError,
+)
 from .adapters import adapter_sha256, check_adapter, with_adapter
 from .base import Chunk, Model, ModelInfo, Token
 from .decoding import MODALITY_MARKERS, Decoding, token_logprob
@@ -231,18 +238,28 @@ class HFModel(Model):
         A continuation is tokenized on its own, as in the llamacpp backend, so a word after a raw
         text context carries its own leading space (``" Paris"``). The context is run once and its
         KV cache copied for each continuation; a one-token continuation is read from the
-        context's last logits.
+        context's last logits, and a lone continuation goes in one pass with its context.
         """
-        torch = self._torch
         check_prompt(context)
-        ctx = self.prompt_ids(context)
-        conts = [self.token_ids(c, special=False) for c in continuations]
+        return self.score_ids(self.prompt_ids(context),
+                              [self.token_ids(c, special=False) for c in continuations])
+
+    def score_ids(self, context: list[int], continuations: list[list[int]]) -> list[float]:
+        torch = self._torch
+        ctx, conts = list(context), continuations
         longest = max(map(len, conts), default=0)
+        if not ctx:
+            raise PromptError("cannot score continuations of an empty context")
         if len(ctx) + longest > self.info.context_length:
             raise ContextOverflowError(len(ctx), longest, self.info.context_length)
         scores = []
         try:
             with torch.inference_mode():
+                if len(conts) == 1 and len(conts[0]) > 1:  # one pass over context and continuation
+                    cont = conts[0]
+                    out = self.model(input_ids=torch.tensor([ctx + cont[:-1]]), logits_to_keep=len(cont))
+                    logp = out.logits[0].float().log_softmax(dim=-1)
+                    return [float(logp.gather(1, torch.tensor(cont)[:, None]).sum())]
                 out = self.model(input_ids=torch.tensor([ctx]), use_cache=True, logits_to_keep=1)
                 first = out.logits[0, -1].float().log_softmax(dim=-1)
                 for cont in conts:

@@ -22,7 +22,7 @@ FORMATS = ("terminal", "markdown", "csv")
 # imported by name when asked for (a lazy registry), so this package imports no kind of run
 KINDS = {"eval": "llmlab.evals.runner", "probe": "llmlab.probes.report", "bench": "llmlab.bench_report",
          "rag": "llmlab.rag.evaluate", "flow": "llmlab.flows.run",
-         "agent": "llmlab.tools.evaluate", "tune": "llmlab.tune.run"}
+         "agent": "llmlab.tools.evaluate", "tune": "llmlab.tune.run", "benchmark": "llmlab.benchmarks.run"}
 
 
 def runs_table(rows: list[dict]) -> Table:

@@ -47,6 +47,10 @@ class BatchedModel(Model):
         with self._lock:
             return self.inner.score(context, continuations)
 
+    def score_ids(self, context, continuations):
+        with self._lock:
+            return self.inner.score_ids(context, continuations)
+
     def prompt_logprobs(self, text, n_top=0, cancel=None):
         with self._lock:
             return self.inner.prompt_logprobs(text, n_top, cancel)

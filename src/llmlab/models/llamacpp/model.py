@@ -210,8 +210,12 @@ class LlamaCppModel(Model):
         their own, so a raw-text context wants them to start with a space.
         """
         llm = self.llm
-        ctx_ids = self.prompt_ids(context)
-        conts = [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) for c in continuations]
+        return self.score_ids(self.prompt_ids(context),
+                              [llm.tokenize(c.encode("utf-8"), add_bos=False, special=False)
+                               for c in continuations])
+
+    def score_ids(self, context: list[int], continuations: list[list[int]]) -> list[float]:
+        llm, ctx_ids, conts = self.llm, list(context), continuations
         longest = max((len(c) for c in conts), default=0)
         if not ctx_ids:
             raise PromptError("cannot score continuations of an empty context")
