@@ -139,7 +139,7 @@ def test_parquet_with_nested_fields(tmp_path):
 
 @pytest.mark.parametrize("content,benchmark,message", [
     ('{"question": "Q?", "choices": {"text": ["a", "b"]}, "answerKey": "A"}\n{oops\n', "arc",
-     "arc.jsonl:2: not valid JSON"),
+     "arc.jsonl line 2 is not valid JSON"),
     ('{"question": "Q?", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"}\n', "arc",
      "answer 'E' names none of the 2 choices"),
     ('{"prompt": "Q?", "choices": {"text": ["a", "b"]}, "answerKey": "A"}\n', "arc",

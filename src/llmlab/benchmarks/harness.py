@@ -63,17 +63,9 @@ def read_rows(path: str | Path) -> list[dict]:
         return rows
     if suffix not in (".jsonl", ".ndjson"):
         raise DataError(f"{path}: a benchmark file is .jsonl, .json or .parquet, not {suffix or 'no suffix'}")
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: each line is a JSON object")
-        rows.append(row)
+    from ..evals.data import numbered_json_lines
+
+    rows = [row for _, row in numbered_json_lines(text, path)]
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows

@@ -113,22 +113,28 @@ def eval_command(
     strategies = strategy or None
     if strategies and "all" in strategies:
         strategies = list(load_task(task).strategies)
+    _report(lambda: evaluate(
+        dataset, task, models=model or ["smollm2"], methods=method or ["score"],
+        strategies=strategies, labels=_split(labels),
+        columns={"text": text_col, "label": label_col, "id": id_col},
+        label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
+        limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe,
+        model_options=load_options(n_ctx=n_ctx, threads=threads)),
+        out and f"{out}/predictions.csv, report.json, report.md, confusion.png")
+
+
+def _report(call, wrote: str | None) -> None:
+    """Run the evaluation; print its report and where it is stored, or say how to resume it."""
     try:
-        result = evaluate(
-            dataset, task, models=model or ["smollm2"], methods=method or ["score"],
-            strategies=strategies, labels=_split(labels),
-            columns={"text": text_col, "label": label_col, "id": id_col},
-            label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
-            limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe,
-            model_options=load_options(n_ctx=n_ctx, threads=threads))
+        result = call()
     except KeyboardInterrupt as exc:
         run_id = getattr(exc, "run_id", None)  # a RunInterrupted says which run and how far
         where = f" ({exc.done} of {exc.planned} items of run {run_id})" if run_id is not None else ""
         err(f"interrupted: finished items are stored; run the same command again to resume{where}")
         raise typer.Exit(130) from None
     result.print()
-    if out is not None:
-        err(f"wrote {out}/predictions.csv, report.json, report.md, confusion.png")
+    if wrote:
+        err(f"wrote {wrote}")
     ids = " ".join(str(r.run_id) for r in result.runs if r.run_id is not None)
     err(f"stored as runs {ids}: `llmlab runs show {ids}` re-opens this report")
 
@@ -144,21 +150,11 @@ def _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limi
         raise ConfigError(f"{', '.join(given)} do not apply to --benchmark: a benchmark has its own prompt, "
                           "choices and log-likelihood scoring")
     fields = _pairs(field, "--field", "NAME=COLUMN")
-    try:
-        result = run_benchmark(dataset, benchmark, model or ["smollm2"], num_fewshot=num_fewshot,
-                               fewshot_data=fewshot_file, fields=fields, limit=limit, fresh=fresh,
-                               progress=True, out=out,
-                               model_options=load_options(n_ctx=n_ctx, threads=threads))
-    except KeyboardInterrupt as exc:
-        run_id = getattr(exc, "run_id", None)
-        where = f" ({exc.done} of {exc.planned} items of run {run_id})" if run_id is not None else ""
-        err(f"interrupted: finished items are stored; run the same command again to resume{where}")
-        raise typer.Exit(130) from None
-    result.print()
-    if out is not None:
-        err(f"wrote {out}/predictions.csv, report.json, report.md")
-    ids = " ".join(str(r.run_id) for r in result.runs if r.run_id is not None)
-    err(f"stored as runs {ids}: `llmlab runs show {ids}` re-opens this report")
+    _report(lambda: run_benchmark(dataset, benchmark, model or ["smollm2"], num_fewshot=num_fewshot,
+                                  fewshot_data=fewshot_file, fields=fields, limit=limit, fresh=fresh,
+                                  progress=True, out=out,
+                                  model_options=load_options(n_ctx=n_ctx, threads=threads)),
+            out and f"{out}/predictions.csv, report.json, report.md")
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -27,8 +27,9 @@ FormatOpt = Annotated[str, typer.Option("--format", "-f", help="terminal | markd
 @runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    kind: Annotated[str | None, typer.Option("--kind", "-k", help="only runs of this kind: eval | benchmark | probe | bench | rag | flow | agent | tune")]
-    = None,
+    kind: Annotated[str | None, typer.Option(
+        "--kind", "-k", help="only runs of this kind: eval | benchmark | probe | bench | rag | flow | agent "
+        "| tune")] = None,
     count: Annotated[int, typer.Option("--count", "-n", help="how many (0 = all)")] = 20,
     fmt: FormatOpt = "terminal",
 ):
