@@ -89,7 +89,16 @@ class BackendError(LlmlabError):
     pass
 
 
-class ServerUnreachableError(BackendError):
+class TransientError(BackendError):
+    """A server that may answer if asked again, or another server of the pool: a run re-runs the
+    unit it happened in (``runs.runner``) before giving up."""
+
+
+class ConnectionDroppedError(TransientError):
+    """The server closed the connection in the middle of an answer."""
+
+
+class ServerUnreachableError(TransientError):
     pass
 
 
@@ -101,7 +110,7 @@ class RemoteModelNotFoundError(BackendError, ModelNotFoundError):
     pass
 
 
-class ServerBusyError(BackendError):
+class ServerBusyError(TransientError):
     pass
 
 

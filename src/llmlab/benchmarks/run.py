@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..runs import Column, RunKind, Table, Unit, execute, progress_bar
 from ..runs.protocol import model_identity
+from ..runs.runner import check_concurrency
 from .formats import FORMATS
 from .harness import aggregate, get_format, item_metrics, items_digest, load_items, loglikelihoods, prefix
 
@@ -140,7 +141,8 @@ def summarise(results: dict[str, dict], metrics) -> dict:
 
 def run_benchmark(data, benchmark: str, models=("smollm2",), *, num_fewshot: int = 0, fewshot_data=None,
                   fields: dict | None = None, limit: int | None = None, db=None, fresh: bool = False,
-                  progress=False, out=None, model_options: dict | None = None) -> BenchmarkResult:
+                  progress=False, out=None, model_options: dict | None = None,
+                  concurrency: int = 1) -> BenchmarkResult:
     """Score ``models`` on a benchmark file (None: llmlab's sample of that format); see the module."""
     from ..checks import whole_number
     from ..evals.api import _load_models
@@ -168,6 +170,7 @@ def run_benchmark(data, benchmark: str, models=("smollm2",), *, num_fewshot: int
     try:
         loaded, owned = _load_models(models, model_options or {})
         try:
+            check_concurrency(concurrency, loaded.values())
             kinds = []
             for name, model in loaded.items():
                 model.require("score", "benchmarks are scored by log-likelihood")
@@ -176,7 +179,7 @@ def run_benchmark(data, benchmark: str, models=("smollm2",), *, num_fewshot: int
             shown = nullcontext(progress) if hasattr(progress, "add_task") else progress_bar(bool(progress))
             with shown as bar:
                 for kind in kinds:
-                    outcome = execute(kind, store, fresh=fresh, progress=bar)
+                    outcome = execute(kind, store, fresh=fresh, progress=bar, concurrency=concurrency)
                     runs.append(BenchmarkRun(kind.model, outcome.run_id, _items(outcome.results),
                                              outcome.summary, outcome.resumed))
         finally:

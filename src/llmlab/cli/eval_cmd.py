@@ -70,6 +70,16 @@ def eval_command(
     fewshot_file: Annotated[Path | None, typer.Option(
         "--fewshot-file", help="with --benchmark: where few-shot examples come from (e.g. MMLU's dev "
         "split)", show_default=False)] = None,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-j", help="items in flight at once to remote models (openai/, ollama/); a model "
+        "name may list several servers: openai/NAME@URL1,URL2")] = 1,
+    rpm: Annotated[int | None, typer.Option("--rpm", help="remote models: at most this many requests a "
+                                            "minute", show_default=False)] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="remote models: at most this many tokens a "
+                                            "minute (estimated before sending)", show_default=False)] = None,
+    balance: Annotated[str | None, typer.Option(
+        "--balance", help="remote models with several servers: least-busy (default) | round-robin",
+        show_default=False)] = None,
     field: Annotated[Repeatable, typer.Option(
         "--field", help="with --benchmark: NAME=COLUMN for a file in another layout, e.g. "
         "question=prompt or choices=options.text (repeatable)")] = None,
@@ -79,8 +89,9 @@ def eval_command(
         _list_tasks()
         return
     if benchmark is not None:
+        remote = {"rpm": rpm, "tpm": tpm, "balance": balance, "concurrency": concurrency}
         _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limit, fresh, out, n_ctx,
-                   threads, others={"--task": task != "sentiment", "--method": method,
+                   threads, remote, others={"--task": task != "sentiment", "--method": method,
                                     "--strategy": strategy, "--recipe": recipe, "--labels": labels,
                                     "--baseline": baseline, "--repeats": repeats != 1, "--text-col": text_col,
                                     "--label-col": label_col})
@@ -118,8 +129,8 @@ def eval_command(
         strategies=strategies, labels=_split(labels),
         columns={"text": text_col, "label": label_col, "id": id_col},
         label_map=_pairs(label_map), generation=generation, repeats=repeats, baseline=baseline,
-        limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe,
-        model_options=load_options(n_ctx=n_ctx, threads=threads)),
+        limit=limit, fresh=fresh, progress=True, out=out, recipes=recipe, concurrency=concurrency,
+        model_options=load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm, balance=balance)),
         out and f"{out}/predictions.csv, report.json, report.md, confusion.png")
 
 
@@ -140,7 +151,7 @@ def _report(call, wrote: str | None) -> None:
 
 
 def _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limit, fresh, out, n_ctx, threads,
-               others: dict) -> None:
+               remote: dict, others: dict) -> None:
     from ..benchmarks import run_benchmark
     from ..errors import ConfigError
     from ..models.registry import load_options
@@ -152,8 +163,8 @@ def _benchmark(dataset, benchmark, model, num_fewshot, fewshot_file, field, limi
     fields = _pairs(field, "--field", "NAME=COLUMN")
     _report(lambda: run_benchmark(dataset, benchmark, model or ["smollm2"], num_fewshot=num_fewshot,
                                   fewshot_data=fewshot_file, fields=fields, limit=limit, fresh=fresh,
-                                  progress=True, out=out,
-                                  model_options=load_options(n_ctx=n_ctx, threads=threads)),
+                                  progress=True, out=out, concurrency=remote.pop("concurrency"),
+                                  model_options=load_options(n_ctx=n_ctx, threads=threads, **remote)),
             out and f"{out}/predictions.csv, report.json, report.md")
 
 

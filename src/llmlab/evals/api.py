@@ -19,6 +19,7 @@ from contextlib import nullcontext
 
 from ..errors import ConfigError
 from ..runs import progress_bar
+from ..runs.runner import check_concurrency
 from ..tasks import load_task
 from .data import load_dataset
 from .methods import make_method
@@ -32,7 +33,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
              label_map: dict | None = None, generation: dict | None = None, repeats: int = 1,
              baseline: bool = False, limit: int | None = None, db=None, fresh: bool = False,
              progress=False, out=None, model_options: dict | None = None,
-             recipes: Sequence[tuple[str, str] | str] | None = None) -> EvalResult:
+             recipes: Sequence[tuple[str, str] | str] | None = None, concurrency: int = 1) -> EvalResult:
     """Evaluate models on a labelled file; see the module docstring.
 
     ``data`` is a path (CSV, TSV, JSONL, Parquet) or a DataFrame; ``columns`` maps ``text``,
@@ -43,6 +44,8 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
     ``recipes`` (``("few-shot", "batch-calibrate")`` or ``"few-shot:batch-calibrate"``) replace the
     strategies x methods grid with exactly these pairs. ``progress`` is True for a bar on stderr, or
     a rich-``Progress``-like object (``add_task``/``update``/``advance``) that gets one bar per system.
+    ``concurrency`` > 1 sends that many items at once to remote models (their predictions are the
+    sequential run's: each item is computed alone, whatever finishes first).
     """
     models = [models] if isinstance(models, str) or hasattr(models, "info") else list(models)
     methods = [methods] if isinstance(methods, str) else list(methods)
@@ -84,6 +87,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
             store.close()
         raise
     try:
+        check_concurrency(concurrency, loaded.values())
         systems = plan(list(loaded), strategies, methods, repeats, generation, recipes)
         for system in systems:  # every check before any model computes
             model = loaded[system.model]
@@ -97,7 +101,7 @@ def evaluate(data, task="sentiment", models: Sequence | str = ("smollm2",),
         with nullcontext(progress) if hasattr(progress, "add_task") else progress_bar(bool(progress)) as bar:
             for system in systems:
                 runs.append(run_system(system, loaded[system.model], spec, dataset, store, generation,
-                                       bar, fresh))
+                                       bar, fresh, concurrency))
             if baseline:
                 runs.append(run_baseline(dataset, store, bar, spec))
     finally:

@@ -194,9 +194,9 @@ def eval_header(system: System, task: TaskSpec | None, dataset: Dataset, setting
 
 
 def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, generation: dict,
-               progress=None, fresh: bool = False) -> SystemRun:
+               progress=None, fresh: bool = False, concurrency: int = 1) -> SystemRun:
     kind = SystemKind(system, model, task, dataset, store, generation)
-    outcome = execute(kind, store, fresh=fresh, progress=progress)
+    outcome = execute(kind, store, fresh=fresh, progress=progress, concurrency=concurrency)
     return SystemRun(system, outcome.run_id, kind.items, outcome.resumed, outcome.summary)
 
 

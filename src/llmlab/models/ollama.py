@@ -89,7 +89,8 @@ class OllamaModel(RemoteModel):
         num_ctx = n_ctx or num_ctx  # llmlab's name for the window, or Ollama's
         self.num_ctx = num_ctx
         info = ModelInfo(name=model_name, backend=self.backend, context_length=num_ctx)
-        super().__init__(info, normalize_host(base_url), api_key, **http_options)
+        hosts = ",".join(normalize_host(h) for h in str(base_url).split(",") if h.strip())  # a pool
+        super().__init__(info, hosts, api_key, **http_options)
         if check:
             self._describe()
 

@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit
 
 from ..chat import Message, as_messages
 from ..config import GenerationConfig
-from ..errors import BackendError, NotSupportedError, RemoteModelNotFoundError
+from ..errors import BackendError, NotSupportedError, RemoteModelNotFoundError, ServerUnreachableError
 from ..schema import ANY_OBJECT
 from .base import Chunk, ModelInfo, Token, ToolCallDelta, Usage
 from .remote import RemoteModel, env_first, split_url
@@ -71,8 +71,9 @@ class OpenAIModel(RemoteModel):
                  api_key: str | None = None, extra_params: bool | None = None, check: bool = True,
                  **http_options):
         model_name, url = split_url(model_name)
-        base_url = normalize_base_url(
-            base_url or url or env_first("LLMLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL") or DEFAULT_BASE_URL)
+        base_url = ",".join(normalize_base_url(u) for u in str(  # several: a pool of servers (fleet.py)
+            base_url or url or env_first("LLMLAB_OPENAI_BASE_URL", "OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        ).split(",") if u.strip())
         api_key = api_key or env_first("LLMLAB_OPENAI_API_KEY", "OPENAI_API_KEY")
         super().__init__(ModelInfo(name=model_name, backend=self.backend), base_url, api_key, **http_options)
         self.root = self.base_url.removesuffix("/v1")
@@ -109,7 +110,7 @@ class OpenAIModel(RemoteModel):
         self.info.trained_context_length = meta.get("n_ctx_train") or self.info.context_length
         self.info.parameters = meta.get("n_params")
         # llama.cpp's server (and llmlab serve) tell the chat template, so prompts can be counted
-        r = self.request("GET", f"{self.root}/props?model={quote(self.info.name)}", missing_ok=True) \
+        r = self.request("GET", f"~/props?model={quote(self.info.name)}", missing_ok=True) \
             if self._is_local_server() else None
         if r is not None and r.status_code < 400:
             props = r.json()
@@ -272,15 +273,15 @@ class OpenAIModel(RemoteModel):
     @cached_property
     def _tokenizer_kind(self) -> str | None:
         """Which llama.cpp-style tokenize endpoint the server has, if any (probed once)."""
-        import httpx
-
-        probes = (("llamacpp", "/tokenize", {"content": "a"}),
-                  ("llama-cpp-python", "/extras/tokenize", {"input": "a", "model": self.info.name}))
+        probes = (("llamacpp", "~/tokenize", {"content": "a"}),
+                  ("llama-cpp-python", "~/extras/tokenize", {"input": "a", "model": self.info.name}))
         for kind, path, body in probes:
             try:
-                r = self.http.post(self.root + path, json=body)
-            except httpx.HTTPError:
+                r = self.request("POST", path, json_body=body, missing_ok=True)
+            except ServerUnreachableError:
                 return None
+            except BackendError:
+                continue
             try:
                 ok = r.status_code < 400 and isinstance(r.json().get("tokens"), list)
             except ValueError:
@@ -303,10 +304,10 @@ class OpenAIModel(RemoteModel):
         if kind == "llamacpp":
             body = {"content": text, "add_special": special, "parse_special": special,
                     "with_pieces": not special}
-            r = self.request("POST", self.root + "/tokenize", json_body=body)
+            r = self.request("POST", "~/tokenize", json_body=body)
             return r.json()["tokens"]
         if kind == "llama-cpp-python":  # always adds BOS and parses special tokens
-            ids = self.request("POST", self.root + "/extras/tokenize",
+            ids = self.request("POST", "~/extras/tokenize",
                                json_body={"input": text, "model": self.info.name}).json()["tokens"]
             if not special:
                 bos = self._empty_prefix
@@ -316,7 +317,7 @@ class OpenAIModel(RemoteModel):
 
     @cached_property
     def _empty_prefix(self) -> list[int]:
-        return self.request("POST", self.root + "/extras/tokenize",
+        return self.request("POST", "~/extras/tokenize",
                             json_body={"input": "", "model": self.info.name}).json()["tokens"]
 
     def encode(self, text: str) -> list[int]:
@@ -330,7 +331,7 @@ class OpenAIModel(RemoteModel):
                 out.append(Token(t["id"], piece if isinstance(piece, str) else
                                  bytes(piece or []).decode("utf-8", errors="replace")))
             else:
-                r = self.request("POST", self.root + "/extras/detokenize",
+                r = self.request("POST", "~/extras/detokenize",
                                  json_body={"tokens": [t], "model": self.info.name})
                 out.append(Token(int(t), r.json().get("text", "")))
         return out

@@ -164,7 +164,7 @@ def backend_class(backend: str):
 # The load options each backend takes. Front ends (every command, the server, the Python API) pass
 # what the user set under these names and nothing else; this table alone decides what applies where.
 HTTP_OPTIONS = {"base_url", "api_key", "timeout", "connect_timeout", "retries", "backoff", "check",
-                "transport"}
+                "transport", "balance", "cooldown", "rpm", "tpm"}  # the last four: models/fleet.py
 OPTIONS = {
     "llamacpp": {"n_ctx", "n_threads", "n_batch", "verbose"},
     "hf": {"n_ctx", "n_threads", "dtype", "verbose"},
@@ -174,22 +174,29 @@ OPTIONS = {
 }
 # a local backend hands any other keyword to its library (llama_cpp.Llama, from_pretrained)
 PASSED_ON = {"llamacpp": "llama_cpp.Llama()", "hf": "transformers' from_pretrained()"}
-FLAGS = {"n_ctx": "--n-ctx", "n_threads": "--threads", "base_url": "--base-url", "api_key": "--api-key"}
+FLAGS = {"n_ctx": "--n-ctx", "n_threads": "--threads", "base_url": "--base-url", "api_key": "--api-key",
+         "rpm": "--rpm", "tpm": "--tpm", "balance": "--balance"}
 WHY_NOT = {
     "n_ctx": "the server sets its context window",
     "n_threads": "the server decides its own threads",
     "base_url": "it is for ollama/ and openai/ models",
     "api_key": "it is for ollama/ and openai/ models",
+    "rpm": "it limits requests to ollama/ and openai/ servers",
+    "tpm": "it limits requests to ollama/ and openai/ servers",
+    "balance": "it spreads requests over the servers of ollama/ and openai/ models",
 }
-WHOLE = {"n_ctx": 1, "n_threads": 1, "n_batch": 1}  # options that are whole numbers, and their minimum
+# options that are whole numbers, and their minimum
+WHOLE = {"n_ctx": 1, "n_threads": 1, "n_batch": 1, "rpm": 1, "tpm": 1}
 # llama.cpp rounds a window up to a multiple of 256 tokens, so a smaller one would silently be 256
 MIN_CTX = {"llamacpp": 256, "hf": 2}
 
 
 def load_options(*, n_ctx: int | None = None, threads: int | None = None, base_url: str | None = None,
-                 api_key: str | None = None) -> dict:
+                 api_key: str | None = None, rpm: int | None = None, tpm: int | None = None,
+                 balance: str | None = None) -> dict:
     """The load options a command line set, under the names the loader knows; unset ones left out."""
-    given = {"n_ctx": n_ctx, "n_threads": threads, "base_url": base_url, "api_key": api_key}
+    given = {"n_ctx": n_ctx, "n_threads": threads, "base_url": base_url, "api_key": api_key, "rpm": rpm,
+             "tpm": tpm, "balance": balance}
     return {k: v for k, v in given.items() if v is not None}
 
 

@@ -50,6 +50,7 @@ from ..config import GenerationConfig
 from ..errors import (
     AuthenticationError,
     BackendError,
+    ConnectionDroppedError,
     MissingDependencyError,
     NotSupportedError,
     OutputError,
@@ -58,6 +59,7 @@ from ..errors import (
     ServerUnreachableError,
 )
 from .base import Chunk, Model, ModelInfo, Usage
+from .fleet import Pool, RateLimit, Server, estimate_tokens
 
 if TYPE_CHECKING:
     import threading
@@ -119,24 +121,30 @@ class RemoteModel(Model):
 
     def __init__(self, info: ModelInfo, base_url: str, api_key: str | None = None,
                  timeout: float = 120.0, connect_timeout: float = 5.0, retries: int = 3,
-                 backoff: float = 0.5, transport=None, output_retries: int = 2):
+                 backoff: float = 0.5, transport=None, output_retries: int = 2,
+                 balance: str = "least-busy", cooldown: float = 5.0, rpm: int | None = None,
+                 tpm: int | None = None):
         try:
             import httpx
         except ImportError as exc:
             raise MissingDependencyError("httpx", "all") from exc
         super().__init__(info)
-        self.base_url = base_url.rstrip("/")
+        urls = [u.strip().rstrip("/") for u in base_url.split(",") if u.strip()]  # a pool: fleet.py
+        self.base_url = urls[0]
         self.retries = max(0, int(retries))
         self.backoff = float(backoff)
         self.output_retries = max(0, int(output_retries))
         headers = {"User-Agent": "llmlab"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self.http = httpx.Client(
-            base_url=self.base_url, headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout), trust_env=False,
-            transport=transport)  # an httpx transport: a test's fake server, a proxy, ...
-        self.info.extra["base_url"] = self.base_url
+        servers = [Server(url, httpx.Client(
+            base_url=url, headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            trust_env=False, transport=transport))  # an httpx transport: a test's fake server, a proxy, ...
+            for url in urls]
+        self.pool = Pool(servers, balance, cooldown)
+        self.http = servers[0].http  # the first server answers what any would (models, tokens)
+        self.limit = RateLimit(rpm, tpm) if rpm or tpm else None
+        self.info.extra["base_url"] = ",".join(urls)
 
     # --- requests with retries -------------------------------------------------------------------
 
@@ -148,38 +156,71 @@ class RemoteModel(Model):
         with self.open(method, path, json_body=json_body, stream=False, missing_ok=missing_ok) as r:
             return r
 
+    @property
+    def concurrent(self) -> bool:
+        return True  # one httpx client per server, shared safely by threads
+
     @contextmanager
     def open(self, method: str, path: str, *, json_body=None, stream: bool = True,
              missing_ok: bool = False):
-        """Open a (streaming) response once the status is good; retries happen before any byte."""
+        """Open a (streaming) response once the status is good; retries happen before any byte.
+        ``path`` is under the base URL, or with ``~/`` under the server's root (``/v1`` left off).
+
+        A server of the pool that fails is set aside and the request goes to another at once; the
+        retries (with backoff) are counted only while no server is left (``fleet.py``). A connection
+        that drops after the status is one ``ConnectionDroppedError`` (a run re-runs that unit)."""
         import httpx
 
-        attempt = 0
+        attempt, force, problem = 0, False, None
         asks = _features(json_body)
         retry_status = RETRY_STATUS - {500} if asks else RETRY_STATUS
+        if self.limit is not None:
+            self.limit.wait(estimate_tokens(json_body))
         while True:
+            server = self.pool.pick(force)
+            if server is None:  # every server failed a moment ago (in another thread): wait as a retry
+                if attempt >= self.retries:
+                    raise problem or ServerUnreachableError(
+                        f"every {self.backend} server of {self.pool.urls} is failing; are they running?")
+                time.sleep(self._delay(attempt, None))
+                attempt, force = attempt + 1, True
+                continue
+            force = False
             try:
-                req = self.http.build_request(method, path, json=json_body)
-                response = self.http.send(req, stream=stream)
+                where = server.root + path[1:] if path.startswith("~/") else path
+                req = server.http.build_request(method, where, json=json_body)
+                response = server.http.send(req, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.ReadTimeout,
                     httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError) as exc:
-                if attempt < self.retries:
-                    time.sleep(self._delay(attempt, None))
-                    attempt += 1
+                self.pool.done(server, ok=False)
+                problem = self._unreachable(exc, server.url)
+                if self.pool.any_up():
                     continue
-                raise self._unreachable(exc) from exc
-            if response.status_code in retry_status and attempt < self.retries:
-                delay = self._delay(attempt, response.headers.get("retry-after"))
-                response.close()
-                time.sleep(delay)
-                attempt += 1
+                if attempt >= self.retries:
+                    raise problem from exc
+                time.sleep(self._delay(attempt, None))
+                attempt, force = attempt + 1, True
                 continue
+            if response.status_code in retry_status and (self.pool.any_up(server) or attempt < self.retries):
+                response.close()
+                self.pool.done(server, ok=False)
+                if not self.pool.any_up():
+                    time.sleep(self._delay(attempt, response.headers.get("retry-after")))
+                    attempt, force = attempt + 1, True
+                continue
+            healthy = response.status_code < 500  # a refusal (4xx) is the request's fault, not the server's
             try:
                 if not (missing_ok and response.status_code in (404, 405)):
                     self._check(response, path, asks)
                 yield response
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as exc:
+                healthy = False
+                raise ConnectionDroppedError(
+                    f"the {self.backend} server at {server.url} dropped the connection in the middle of "
+                    f"an answer ({type(exc).__name__}: {_one_line(exc, 80)})") from exc
             finally:
                 response.close()
+                self.pool.done(server, ok=healthy)
             return
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
@@ -192,11 +233,11 @@ class RemoteModel(Model):
                 delay = when.timestamp() - time.time() if when else delay
         return min(max(delay, 0.0), 30.0)
 
-    def _unreachable(self, exc: Exception) -> ServerUnreachableError:
+    def _unreachable(self, exc: Exception, url: str | None = None) -> ServerUnreachableError:
         kind = type(exc).__name__
         what = "timed out" if "Timeout" in kind else f"could not be reached ({kind}: {exc})"
         return ServerUnreachableError(
-            f"the {self.backend} server at {self.base_url} {what}; is it running? "
+            f"the {self.backend} server at {url or self.base_url} {what}; is it running? "
             f"(set the URL with {self.url_hint})")
 
     @property
@@ -329,7 +370,7 @@ class RemoteModel(Model):
         return prompt, 0, 0
 
     def close(self) -> None:
-        self.http.close()
+        self.pool.close()
 
 
 def forced_tool(config: GenerationConfig) -> str | None:

@@ -1,0 +1,142 @@
+"""Evaluation at fleet scale: many requests at once to remote models, spread over several servers
+(``llmlab serve --parallel``, started here on 127.0.0.1), surviving a server killed mid-run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from llmlab import evaluate, load_model
+from llmlab.errors import ConfigError, ServerUnreachableError
+from llmlab.models.fleet import Pool, RateLimit, Server
+from llmlab.serve.process import ServerProcess, free_port
+from llmlab.store import Store
+
+FILM = Path(__file__).resolve().parents[2] / "shared" / "data" / "lesson" / "sentiment_film_data.tsv"
+ROWS = 12
+
+
+def serve(tmp_path_factory, port: int | None = None) -> ServerProcess:
+    log = tmp_path_factory.mktemp("fleet") / "server.log"
+    return ServerProcess(["serve", "-m", "smollm2", "--n-ctx", "1024", "--parallel", "2", "--threads", "1",
+                          "-q"], port=port, log=log)
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    with serve(tmp_path_factory) as a, serve(tmp_path_factory) as b:
+        yield a, b
+
+
+@pytest.fixture(scope="module")
+def sequential(servers, tmp_path_factory):
+    """The reference: one server, one item at a time."""
+    db = Store.open(tmp_path_factory.mktemp("seq") / "runs.db")
+    result = evaluate(FILM, "sentiment", [f"openai/smollm2@{servers[0].url}"], ["generate"], limit=ROWS,
+                      db=db)
+    db.close()
+    return result.predictions[["id", "pred", "raw"]].reset_index(drop=True)
+
+
+class KillAfter:
+    """A progress object (rich's shape) that stops a server once ``n`` items are stored."""
+
+    def __init__(self, server: ServerProcess, n: int):
+        self.server, self.n, self.done = server, n, 0
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+    def advance(self, *a, **k):
+        self.done += 1
+        if self.done == self.n:
+            self.server.proc.kill()
+            self.server.proc.wait()
+
+
+def test_concurrent_over_two_servers_equals_sequential(servers, sequential, store):
+    model = load_model(f"openai/smollm2@{servers[0].url},{servers[1].url}", log=False)
+    try:
+        result = evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=4)
+        sent = [s.sent for s in model.pool.servers]
+    finally:
+        model.close()
+    got = result.predictions[["id", "pred", "raw"]].reset_index(drop=True)
+    assert got.equals(sequential)
+    assert all(n >= 3 for n in sent), sent  # least-busy spread the work over both
+
+
+def test_a_server_killed_mid_run_costs_nothing(servers, sequential, store, tmp_path_factory):
+    with serve(tmp_path_factory) as doomed:
+        model = load_model(f"openai/smollm2@{doomed.url},{servers[1].url}", log=False)
+        try:
+            result = evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=4,
+                              progress=KillAfter(doomed, 3))
+        finally:
+            model.close()
+        assert doomed.proc.returncode is not None  # it really died part-way
+    got = result.predictions[["id", "pred", "raw"]].reset_index(drop=True)
+    assert got.equals(sequential) and len(got) == ROWS
+
+
+def test_the_only_server_killed_then_back_resumes(sequential, store, tmp_path_factory):
+    port = free_port()
+    name = f"openai/smollm2@http://127.0.0.1:{port}"
+    with serve(tmp_path_factory, port) as only:
+        model = load_model(name, log=False, retries=1, backoff=0.1)
+        with pytest.raises(ServerUnreachableError, match=f"127.0.0.1:{port}"):
+            evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=2,
+                     progress=KillAfter(only, 4))
+        model.close()
+    (row,) = store.runs(kind="eval")
+    assert 4 <= row["done"] < ROWS  # what finished before the server died is stored
+    with serve(tmp_path_factory, port):
+        result = evaluate(FILM, "sentiment", [name], ["generate"], limit=ROWS, db=store, concurrency=2)
+    assert result.runs[0].resumed == row["done"]
+    assert result.predictions[["id", "pred", "raw"]].reset_index(drop=True).equals(sequential)
+
+
+def test_concurrency_is_refused_for_a_local_model(smollm2, store):
+    with pytest.raises(ConfigError, match="--concurrency 4 is for remote models"):
+        evaluate(FILM, "sentiment", [smollm2], ["score"], limit=2, db=store, concurrency=4)
+
+
+def test_pool_least_busy_round_robin_and_cooldown():
+    a, b, c = (Server(u, None) for u in "abc")
+    pool = Pool([a, b, c], "least-busy", cooldown=60)
+    first = pool.pick()
+    second = pool.pick()
+    assert first is not second and pool.pick() not in (first, second)  # each busy once
+    pool.done(first, ok=False)  # set aside: the others take the work
+    assert all(pool.pick() is not first for _ in range(6))
+    rr = Pool([a, b], "round-robin")
+    a.down_until = b.down_until = 0
+    picks = [rr.pick().url for _ in range(4)]
+    assert picks in (["a", "b", "a", "b"], ["b", "a", "b", "a"])
+    with pytest.raises(ConfigError, match="balance must be one of"):
+        Pool([a], "random")
+
+
+def test_rate_limit_spaces_requests():
+    limit = RateLimit(rpm=3, window=1)  # 3 a second, for the test
+    start = time.monotonic()
+    for _ in range(7):
+        limit.wait(1)
+    assert time.monotonic() - start >= 1.9  # requests 4-6 wait for the first second, 7 for the next
+    tokens = RateLimit(tpm=100, window=1)
+    tokens.wait(80)
+    t = time.monotonic()
+    tokens.wait(80)
+    assert time.monotonic() - t >= 0.5
+    cancel = threading.Event()
+    cancel.set()
+    slow = RateLimit(rpm=1, window=60)
+    slow.wait(1)
+    with pytest.raises(KeyboardInterrupt):
+        slow.wait(1, cancel)
