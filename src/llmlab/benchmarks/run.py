@@ -87,7 +87,8 @@ class BenchmarkResult:
 
     def to_markdown(self) -> str:
         table, notes, _ = self.cost
-        return "\n\n".join([self.table.to_markdown(), table.to_markdown(), *notes]) + "\n"
+        return "\n\n".join([self.table.to_markdown(), "## Tokens and estimated cost", table.to_markdown(),
+                            *notes]) + "\n"
 
     @property
     def report(self) -> dict:
