@@ -105,6 +105,13 @@ def test_a_server_priced_by_the_hour_is_priced_by_wall_time(tmp_path):
     assert est.usd == pytest.approx(36.0 * 0.50 / 3600) and "wall" in est.how
 
 
+def test_without_cpu_time_a_model_run_here_is_priced_by_wall_time_and_says_so(tmp_path):
+    use = {"model": "llamacpp/smollm2", "in_process": True, "units": 2, "counted": 2, "input_tokens": 9,
+           "output_tokens": 0, "cpu_s": None, "seconds": 10.0}
+    est = estimate(use, load_prices(write(tmp_path, TABLE)))
+    assert est.usd == pytest.approx(10.0 * 0.36 / 3600) and "priced by wall time" in est.note
+
+
 # --- real runs -------------------------------------------------------------------------------------
 
 @needs_films

@@ -16,6 +16,8 @@ speed of a forward pass does not depend on the chat template. Repeats are interl
 so a change in machine load hits every model alike; on a shared machine the spread says how much.
 A benchmark is a kind of run (``BenchKind`` on ``llmlab.runs``): one unit per repeat x model, stored
 as it finishes, so ``llmlab runs`` lists it; it never resumes (running it again measures again).
+Each generation's CPU time is measured in the child too, and priced by ``llmlab.cost``'s table: the
+cost of 1,000 generations at that prompt length, and of 1M of their tokens.
 """
 
 from __future__ import annotations

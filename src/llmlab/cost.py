@@ -233,7 +233,8 @@ def estimate(use: dict, table: PriceTable) -> Estimate:
     note = None
     seconds = use.get("cpu_s") if clock == "cpu" else use.get("seconds")
     if seconds is None:  # no CPU time: priced by the wall clock, and said
-        clock, seconds, note = "wall", use.get("seconds") or 0.0, "CPU time unavailable: priced by wall time"
+        clock, seconds = "wall", use.get("seconds") or 0.0
+        note = "CPU time not recorded for every unit: priced by wall time"
     return Estimate(seconds * price.per_hour / 3600,
                     f"{seconds:.1f} {'CPU' if clock == 'cpu' else 'wall'} s × ${price.per_hour:g}/h", note)
 

@@ -6,7 +6,8 @@
     >>> result.runs[0].items  # per item: the choices' log-likelihoods, prediction, metrics
 
 Each model is a run of kind ``benchmark`` with a unit per item, keyed by the item's id: an
-interrupted run resumes where it stopped, and ``llmlab runs show ID`` re-opens it. Prompts are raw
+interrupted run resumes where it stopped, and ``llmlab runs show ID`` re-opens it. Each item stores
+the tokens it read and its CPU and wall seconds, which the report prices (``llmlab.cost``). Prompts are raw
 text for every model, chat-tuned or not, as the harness sends them unless told to apply a chat
 template.
 

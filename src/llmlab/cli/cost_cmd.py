@@ -43,4 +43,6 @@ def cost(
 
         backend, display, _ = resolve(name)
         price = prices.lookup([f"{backend}/{display}", name, display], backend not in REMOTE)
-        print(f"{name}: " + (f"{price.describe()} (entry {price.entry})" if price else "no price"))
+        entry = "the file's per_hour, for models run here" if price and price.entry == "per_hour" else (
+            price and f"entry {price.entry}")
+        print(f"{name}: " + (f"{price.describe()} ({entry})" if price else f"no price in {prices.where()}"))

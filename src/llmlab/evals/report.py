@@ -3,7 +3,8 @@
 ``EvalResult`` holds the predictions as a DataFrame (one row per item per system, with the raw model
 output), one scikit-learn report per system, the comparison table (accuracy and macro-F1 with 95%
 bootstrap intervals, unparseable count, examples/s), exact McNemar tests between every pair of
-systems and, with ``--repeats``, the spread across repeats. ``save(dir)`` writes predictions.csv,
+systems, with ``--repeats`` the spread across repeats, and each system's tokens, CPU time and
+estimated cost (``llmlab.cost``, at the price table's current prices). ``save(dir)`` writes predictions.csv,
 report.json, report.md and confusion.png; ``print()`` shows it in the terminal with rich.
 
 What it gives up: the PNG draws every system's confusion matrix in one grid, which gets crowded past

@@ -4,7 +4,8 @@ Each system is one run in the SQLite store (a ``SystemKind`` of run on ``llmlab.
 item), identified by a fingerprint of everything that shapes its predictions: the items, the task and
 strategy, the model file, the method and its settings. Every finished item is written at once, so a
 run stopped by Ctrl-C or a kill is picked up where it stopped the next time the same evaluation
-starts, and finished items are never computed again.
+starts, and finished items are never computed again. Each item stores the tokens it read and wrote
+and its CPU time, so a resumed run's cost (``llmlab.cost``) covers every item.
 Before any model computes anything, every prompt is checked against its model's context window.
 
 What it gives up: items run one after another (llama.cpp reuses the shared prompt prefix instead of
