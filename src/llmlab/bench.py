@@ -16,6 +16,8 @@ speed of a forward pass does not depend on the chat template. Repeats are interl
 so a change in machine load hits every model alike; on a shared machine the spread says how much.
 A benchmark is a kind of run (``BenchKind`` on ``llmlab.runs``): one unit per repeat x model, stored
 as it finishes, so ``llmlab runs`` lists it; it never resumes (running it again measures again).
+Each generation's CPU time is measured in the child too, and priced by ``llmlab.cost``'s table: the
+cost of 1,000 generations at that prompt length, and of 1M of their tokens.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class BenchResult:
     runs: list[dict]       # one per model x repeat: what the child measured, plus the sampled peak RSS
     rows: list[dict] = field(default_factory=list)  # per model x prompt length: Stat per metric
     run_id: int | None = None  # the run's id in the store once stored
+    reopened: bool = False     # re-read from the store: costed at today's prices
 
     def to_dict(self) -> dict:
         return {"settings": self.settings, "runs": self.runs,
@@ -92,6 +95,7 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
               progress: Callable[[str], None] | None = None, store=None, bar=None) -> BenchResult:
     """Measure every model ``repeats`` times, each in a fresh process; with a ``store`` each
     measurement is stored as it finishes (a run of kind bench); ``bar`` is a ``progress_bar``."""
+    from .cost import load_prices
     from .models.registry import check_options, load_options, resolve
 
     if not models:
@@ -107,6 +111,7 @@ def run_bench(models: list[str], lengths: list[int], repeats: int = 3, new_token
     for name in models:
         resolve(name)  # an unknown model or a bad option fails here, before any subprocess starts
         check_options(name, options)
+    load_prices()  # a bad price table fails before measuring, not after
     settings = {"models": list(models), "lengths": list(lengths), "repeats": repeats,
                 "new_tokens": new_tokens, "n_ctx": n_ctx, "threads": threads, "machine": _machine()}
     kind = BenchKind(settings, options, progress)
@@ -154,13 +159,18 @@ class BenchKind(RunKind):
 
 
 def reopen(store, row: dict) -> BenchResult:
-    """A stored benchmark's result, re-read from its units (nothing is measured again)."""
+    """A stored benchmark's result, re-read from its units (nothing is measured again), costed at
+    today's prices."""
     runs = list(store.units(row["id"]).values())
-    return BenchResult(row["header"]["settings"], runs, summarize(runs), row["id"])
+    return BenchResult(row["header"]["settings"], runs, summarize(runs), row["id"], reopened=True)
 
 
 def summarize(runs: list[dict]) -> list[dict]:
-    """Median and spread over repeats, per model x backend x prompt length."""
+    """Median and spread over repeats, per model x backend x prompt length; the cost of 1,000 such
+    generations and of 1M of their tokens at the price table's prices."""
+    from .cost import load_prices, per_generation
+
+    prices = load_prices()
     rows = []
     keys = list(dict.fromkeys((r["model"], r["backend"]) for r in runs))
     for model, backend in keys:
@@ -174,6 +184,10 @@ def summarize(runs: list[dict]) -> list[dict]:
                    "prompt_tokens": Stat.of([m["prompt_tokens"] for m in ms]),
                    "new_tokens": Stat.of([m["completion_tokens"] for m in ms]), **per_model}
             row.update({k: Stat.of([m[k] for m in ms]) for k in METRICS})
+            costs = [per_generation(r, m, prices) for r in mine for m in r["measurements"]
+                     if m["length"] == length]
+            row.update(cost_1k=Stat.of([c[0] for c in costs]), cost_1m=Stat.of([c[1] for c in costs]),
+                       cost_notes=list(dict.fromkeys(c[2] for c in costs if c[2])), prices=prices.where())
             rows.append(row)
     return rows
 
@@ -258,6 +272,7 @@ def measure(name: str, lengths: list[int], new_tokens: int, options: dict | None
     import psutil
 
     from .config import GenerationConfig
+    from .cost import meter
     from .models.registry import load_model
 
     me = psutil.Process()
@@ -268,14 +283,17 @@ def measure(name: str, lengths: list[int], new_tokens: int, options: dict | None
     model.generate(prompt_of(model, 8, len(lengths)), greedy.replace(max_new_tokens=4))  # warm-up
     rows = []
     for i, n in enumerate(lengths):
-        r = model.generate(prompt_of(model, n, i), greedy)
+        prompt = prompt_of(model, n, i)
+        clock = meter()
+        r = model.generate(prompt, greedy)
         rows.append({"length": n, "prompt_tokens": r.usage.prompt_tokens,
                      "completion_tokens": r.usage.completion_tokens, "ttft_s": r.timings.ttft_s,
                      "prefill_tps": r.timings.prefill_tps, "decode_tps": r.timings.decode_tps,
-                     "total_s": r.timings.total_s})
+                     "total_s": r.timings.total_s, "cpu_s": clock()["cpu_s"]})
     # ru_maxrss is in kilobytes on Linux (bytes on macOS)
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     return {"model": f"{model.backend}/{model.info.name}", "backend": model.backend, "name": name,
+            "in_process": model.in_process,
             "lengths": lengths, "load_s": model.load_seconds, "runtime": model.runtime,
             "rss_before_load": rss_before,
             "rss_after_load": rss_loaded, "maxrss_kernel": maxrss, "measurements": rows,

@@ -26,7 +26,7 @@ def bench_table(result):
     threads = f"{s['threads']} threads" if s.get("threads") else "default threads"
     t = Table([Column(col, justify="left" if col in ("model", "backend") else "right", no_wrap=col == "model")
                for col in ("model", "backend", "prompt tokens", "load s", "TTFT ms", "prefill tok/s",
-                           "decode tok/s", "peak RSS MB")],
+                           "decode tok/s", "peak RSS MB", "$ per 1k examples", "$ per 1M tokens")],
               title=f"median (min–max) over {s['repeats']} fresh processes per model; "
                     f"{s['new_tokens']} new tokens, greedy, {threads}; load average at start {load}",
               title_justify="left")
@@ -37,8 +37,25 @@ def bench_table(result):
         t.add_row(r["model"] if first else "", r["backend"] if first else "", _spread(r["prompt_tokens"]),
                   _spread(r["load_s"], digits=2) if first else "", _spread(r["ttft_s"], 1000),
                   _spread(r["prefill_tps"]), _spread(r["decode_tps"], digits=1),
-                  _spread(r["peak_rss"], 1e-6) if first else "")
+                  _spread(r["peak_rss"], 1e-6) if first else "", _money(r.get("cost_1k")),
+                  _money(r.get("cost_1m")))
     return t
+
+
+def _money(stat) -> str:
+    from .cost import usd
+
+    return "n/a" if stat is None or stat.median is None else usd(stat.median)
+
+
+def cost_notes(result) -> list[str]:
+    """What the cost columns are computed from, and why a figure is missing or $0."""
+    rows = result.rows
+    notes = list(dict.fromkeys(n for r in rows for n in r.get("cost_notes", [])))
+    prices = rows[0].get("prices", "") if rows else ""
+    words = (f"cost of one example = one generation at that prompt length, from the prices in {prices}"
+             + (" today, not when it ran" if result.reopened else ""))
+    return notes + [words]
 
 
 def table(result):
@@ -49,7 +66,8 @@ def table(result):
 def csv_table(result):
     """One row per model x prompt length: median, min and max of each figure."""
 
-    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load")
+    keys = ("prompt_tokens", "load_s", "ttft_s", "prefill_tps", "decode_tps", "peak_rss", "rss_after_load",
+            "cost_1k", "cost_1m")
     columns = ["model", "backend", "length"] + [f"{k}_{s}" for k in keys for s in ("median", "min", "max")]
     return Table(columns,
                  [[r["model"], r["backend"], r["length"]]
@@ -68,9 +86,12 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
 
     results = [reopen(store, r) for r in rows]
     if fmt == "markdown":
-        return "\n\n".join(bench_table(r).to_markdown() for r in results) + "\n"
+        return "\n\n".join(bench_table(r).to_markdown() + "\n\n" + "\n".join(cost_notes(r))
+                           for r in results) + "\n"
     if fmt == "csv":
         return "".join(csv_table(r).to_csv() for r in results)
     for r in results:
         console.print(bench_table(r).to_rich())
+        for note in cost_notes(r):
+            console.print(note, style="dim", markup=False)
     return None

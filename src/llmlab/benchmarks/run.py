@@ -6,7 +6,8 @@
     >>> result.runs[0].items  # per item: the choices' log-likelihoods, prediction, metrics
 
 Each model is a run of kind ``benchmark`` with a unit per item, keyed by the item's id: an
-interrupted run resumes where it stopped, and ``llmlab runs show ID`` re-opens it. Prompts are raw
+interrupted run resumes where it stopped, and ``llmlab runs show ID`` re-opens it. Each item stores
+the tokens it read and its CPU and wall seconds, which the report prices (``llmlab.cost``). Prompts are raw
 text for every model, chat-tuned or not, as the harness sends them unless told to apply a chat
 template.
 
@@ -21,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cost import meter, usage
 from ..errors import ConfigError
 from ..runs import Column, RunKind, Table, Unit, execute, progress_bar
 from ..runs.protocol import model_identity
@@ -53,6 +55,15 @@ class BenchmarkResult:
     num_fewshot: int
     runs: list[BenchmarkRun]
     notes: list[str] = field(default_factory=list)
+    reopened: bool = False  # from the store: costed at today's prices
+
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per model: (table, notes, model -> figures)."""
+        from ..cost import report
+
+        return report([(r.model, r.summary.get("usage")) for r in self.runs], reopened=self.reopened,
+                      what="model")
 
     @property
     def table(self) -> Table:
@@ -73,16 +84,21 @@ class BenchmarkResult:
     def print(self, console=None) -> None:
         from ..runs.table import print_tables
 
-        print_tables([self.table], self.notes, console)
+        table, notes, _ = self.cost
+        print_tables([self.table, table], self.notes + notes, console)
 
     def to_markdown(self) -> str:
-        return self.table.to_markdown() + "\n"
+        table, notes, _ = self.cost
+        return "\n\n".join([self.table.to_markdown(), "## Tokens and estimated cost", table.to_markdown(),
+                            *notes]) + "\n"
 
     @property
     def report(self) -> dict:
+        _, notes, figures = self.cost
         return {"benchmark": self.benchmark, "source": self.source, "num_fewshot": self.num_fewshot,
-                "runs": [{"model": r.model, "run_id": r.run_id, **r.summary} for r in self.runs],
-                "notes": self.notes}
+                "runs": [{"model": r.model, "run_id": r.run_id, **r.summary,
+                          "cost_usd": figures.get(r.model, {}).get("cost_usd")} for r in self.runs],
+                "cost_notes": notes, "notes": self.notes}
 
     def save(self, out) -> None:
         out = Path(out)
@@ -123,11 +139,13 @@ class BenchmarkKind(RunKind):
 
     def run_unit(self, unit: Unit) -> dict:
         item, pre = unit.payload
+        clock = meter()
         lls, tokens = loglikelihoods(self.model_obj, item.requests(pre))
-        return {"lls": lls, "gold": item.gold, "tokens": tokens, **item_metrics(item, lls)}
+        return {"lls": lls, "gold": item.gold, "tokens": tokens, **item_metrics(item, lls), **clock()}
 
     def summarise(self, results: dict[str, dict]) -> dict:
-        return summarise(results, self.fmt.metrics)
+        return {**summarise(results, self.fmt.metrics),
+                "usage": usage(self.model_obj, self.model, results.values())}
 
 
 def summarise(results: dict[str, dict], metrics) -> dict:
@@ -206,7 +224,7 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     from ..runs.table import show_tables
 
     heads = {(r["header"]["benchmark"], r["header"]["source"], r["header"]["num_fewshot"]) for r in rows}
-    tables = []
+    tables, notes = [], []
     for benchmark, source, shots in sorted(heads):
         runs = []
         for r in rows:
@@ -218,5 +236,12 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
                 continue
             summary = r["summary"] or summarise(results, FORMATS[benchmark].metrics)
             runs.append(BenchmarkRun(r["model"], r["id"], _items(results), summary))
-        tables.append(BenchmarkResult(benchmark, source, shots, runs).table)
-    return show_tables(tables, fmt, console)
+        result = BenchmarkResult(benchmark, source, shots, runs, reopened=True)
+        table, more, _ = result.cost
+        tables += [result.table, table]
+        notes += [n for n in more if n not in notes]
+    text = show_tables(tables, fmt, console)
+    if fmt == "terminal":
+        for note in notes:
+            console.print(note, style="dim", markup=False)
+    return text + "\n" + "\n".join(notes) + "\n" if fmt == "markdown" else text

@@ -39,7 +39,7 @@ def bench(
     from rich.console import Console
 
     from ..bench import parse_lengths, run_bench, write_chart
-    from ..bench_report import table, write_csv
+    from ..bench_report import cost_notes, table, write_csv
     from ..config import data_dir, prepare_out
 
     lengths = parse_lengths(prompt_lengths)
@@ -64,6 +64,8 @@ def bench(
     finally:
         store.close()
     console.print(table(result))
+    for note in cost_notes(result):
+        console.print(note, style="dim", markup=False)
     if "llama_cpp" in result.settings["machine"]:
         err(result.settings["machine"]["llama_cpp"]["summary"])
     # a local-time folder name, not a timestamp of record (those are checks.utc_now)

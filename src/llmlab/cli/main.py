@@ -76,6 +76,7 @@ from . import eval_cmd  # noqa: E402,F401,I001
 from . import serve_cmd  # noqa: E402,F401,I001
 from . import probe_cmd  # noqa: E402,F401,I001
 from . import bench_cmd  # noqa: E402,F401,I001
+from . import cost_cmd  # noqa: E402,F401,I001
 from . import doctor_cmd  # noqa: E402,F401,I001
 from . import runs_cmd  # noqa: E402,F401,I001
 from . import similarity_cmd  # noqa: E402,F401,I001

@@ -23,7 +23,7 @@ import math
 import time
 
 from ..config import GenerationConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, NotSupportedError
 from ..tasks import continuations, parse_label, prompt_for
 from ..tasks.spec import Strategy, TaskSpec
 
@@ -83,9 +83,11 @@ class GenerateMethod(Method):
 
     def predict(self, text: str) -> dict:
         start = time.perf_counter()
-        out = self.model.generate(prompt_for(self.model, self.task, self.strategy, text), self.cfg).text
+        response = self.model.generate(prompt_for(self.model, self.task, self.strategy, text), self.cfg)
+        out = response.text
         return {"pred": parse_label(out, self.task, self.strategy.extract), "raw": out, "scores": None,
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, "input_tokens": response.usage.prompt_tokens,
+                "output_tokens": response.usage.completion_tokens}
 
 
 class ScoreMethod(Method):
@@ -95,7 +97,19 @@ class ScoreMethod(Method):
     def setup(self, model, task, strategy) -> dict:
         super().setup(model, task, strategy)
         self.conts = continuations(model, task, strategy)
+        try:
+            self.cont_tokens = sum(len(model.tokenize(c)) for c in self.conts)
+        except NotSupportedError:  # a server that does not tokenize: tokens go uncounted
+            self.cont_tokens = None
         return {}
+
+    def tokens(self, text: str) -> dict:
+        """The tokens scoring ``text`` reads, as a server would be sent them: the prompt once per label,
+        and each label's own tokens; nothing is generated."""
+        if self.cont_tokens is None:
+            return {"input_tokens": None, "output_tokens": 0}
+        prompt = self.model.count_tokens(prompt_for(self.model, self.task, self.strategy, text))
+        return {"input_tokens": prompt * len(self.conts) + self.cont_tokens, "output_tokens": 0}
 
     def logprobs(self, text: str) -> dict[str, float]:
         values = self.model.score(prompt_for(self.model, self.task, self.strategy, text), self.conts)
@@ -105,7 +119,7 @@ class ScoreMethod(Method):
         start = time.perf_counter()
         scores = self.logprobs(text)
         return {"pred": _best(scores), "raw": _show(scores), "scores": scores,
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, **self.tokens(text)}
 
 
 class CalibrateMethod(ScoreMethod):
@@ -126,7 +140,7 @@ class CalibrateMethod(ScoreMethod):
         p = _softmax(raw)
         scores = {k: math.log(max(p[k], 1e-300)) - math.log(self.prior[k]) for k in p}
         return {"pred": _best(scores), "raw": f"calibrated {_show(scores)} | raw {_show(raw)}",
-                "scores": scores, "seconds": time.perf_counter() - start}
+                "scores": scores, "seconds": time.perf_counter() - start, **self.tokens(text)}
 
 
 class BatchCalibrateMethod(ScoreMethod):

@@ -3,7 +3,8 @@
 ``EvalResult`` holds the predictions as a DataFrame (one row per item per system, with the raw model
 output), one scikit-learn report per system, the comparison table (accuracy and macro-F1 with 95%
 bootstrap intervals, unparseable count, examples/s), exact McNemar tests between every pair of
-systems and, with ``--repeats``, the spread across repeats. ``save(dir)`` writes predictions.csv,
+systems, with ``--repeats`` the spread across repeats, and each system's tokens, CPU time and
+estimated cost (``llmlab.cost``, at the price table's current prices). ``save(dir)`` writes predictions.csv,
 report.json, report.md and confusion.png; ``print()`` shows it in the terminal with rich.
 
 What it gives up: the PNG draws every system's confusion matrix in one grid, which gets crowded past
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from ..runs.table import Column, Table
@@ -25,7 +27,8 @@ from .runner import SystemRun
 
 TABLE_COLUMNS = ["system", "model", "strategy", "method", "n", "accuracy", "accuracy_low",
                  "accuracy_high", "macro_f1", "macro_f1_low", "macro_f1_high", "weighted_f1",
-                 "unparsed", "examples_per_s", "settings"]
+                 "unparsed", "examples_per_s", "settings", "input_tokens", "output_tokens", "cpu_s",
+                 "cost_usd"]
 
 
 def describe_settings(settings: dict | None) -> str:
@@ -52,6 +55,18 @@ class EvalResult:
                         for r in runs}
         self.correct = {r.system.name: [i["pred"] == g for i, g in zip(r.items, gold, strict=True)]
                         for r in runs}
+        self.reopened = False  # re-opened from the store: its cost is at today's prices
+        self._cost = None
+
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per system: (table, notes, label -> figures)."""
+        if self._cost is None:
+            from ..cost import report
+
+            self._cost = report([(r.system.name, r.meta.get("usage")) for r in self.runs],
+                                reopened=self.reopened)
+        return self._cost
 
     # --- tables ------------------------------------------------------------------------------------
 
@@ -61,9 +76,11 @@ class EvalResult:
         import pandas as pd
 
         rows = []
+        spent = self.cost[2]
         for r in self.runs:
             m = self.metrics[r.system.name]
             seconds = sum(i["seconds"] or 0 for i in r.items)
+            use = spent.get(r.system.name, {})
             rows.append({
                 "system": r.system.name, "model": r.system.model, "strategy": r.system.strategy,
                 "method": r.system.method, "n": m["n"], "accuracy": m["accuracy"],
@@ -72,6 +89,8 @@ class EvalResult:
                 "macro_f1_high": m["macro_f1_ci"][1], "weighted_f1": m["weighted_f1"],
                 "unparsed": m["unparsed"], "examples_per_s": len(r.items) / seconds if seconds else None,
                 "settings": describe_settings(r.meta.get("settings")),
+                "input_tokens": use.get("input_tokens"), "output_tokens": use.get("output_tokens"),
+                "cpu_s": use.get("cpu_s"), "cost_usd": use.get("cost_usd"),
             })
         return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
@@ -115,6 +134,8 @@ class EvalResult:
                              "method": r.system.method, "model": r.system.model,
                              "strategy": r.system.strategy, "repeat": r.system.repeat,
                              "system": r.system.name, "seconds": item["seconds"],
+                             "input_tokens": item.get("input_tokens"),
+                             "output_tokens": item.get("output_tokens"), "cpu_s": item.get("cpu_s"),
                              "settings": describe_settings(r.meta.get("settings")),
                              "scores": json.dumps(item["scores"]) if item["scores"] else ""})
         return pd.DataFrame(rows)
@@ -187,6 +208,7 @@ class EvalResult:
             "repeats": _records(self.repeats),
             "best": self.best,
             "reading": self.reading(),
+            "cost": {"systems": self.cost[2], "notes": self.cost[1]},
             "notes": self.notes,
         }
 
@@ -216,6 +238,8 @@ class EvalResult:
                              f"[{r.accuracy_min:.3f}, {r.accuracy_max:.3f}]"]
                             for r in self.repeats.itertuples()])
             lines += ["", "## Spread across repeats", "", spread.to_markdown()]
+        table, notes, _ = self.cost
+        lines += ["", "## Tokens and estimated cost", "", table.to_markdown(), "", *(f"- {n}" for n in notes)]
         for name, m in self.metrics.items():
             lines += ["", f"## {name}", "", "```", m["report_text"].rstrip(), "```", "",
                       f"`sklearn.metrics.{m['sklearn_call']}`", "", "Confusion matrix (rows gold, "
@@ -312,6 +336,11 @@ class EvalResult:
                                f"{x.macro_f1_mean:.3f} ± {x.macro_f1_std:.3f} ({x.macro_f1_min:.2f}-"
                                f"{x.macro_f1_max:.2f})")
             console.print(spread.to_rich())
+        table, notes, _ = self.cost
+        console.print(replace(table, rows=[[f"#{n}", *row[1:]] for n, row in enumerate(table.rows, 1)],
+                              columns=["#", *table.columns[1:]]).to_rich())
+        for note in notes:
+            console.print(note, style="dim", markup=False)
         best = self.metrics[self.best]
         console.print(f"\nbest: {self.best}\n{best['report_text']}")
         console.print(_confusion_text(best["confusion"]), markup=False)

@@ -4,7 +4,8 @@ Each system is one run in the SQLite store (a ``SystemKind`` of run on ``llmlab.
 item), identified by a fingerprint of everything that shapes its predictions: the items, the task and
 strategy, the model file, the method and its settings. Every finished item is written at once, so a
 run stopped by Ctrl-C or a kill is picked up where it stopped the next time the same evaluation
-starts, and finished items are never computed again.
+starts, and finished items are never computed again. Each item stores the tokens it read and wrote
+and its CPU time, so a resumed run's cost (``llmlab.cost``) covers every item.
 Before any model computes anything, every prompt is checked against its model's context window.
 
 What it gives up: items run one after another (llama.cpp reuses the shared prompt prefix instead of
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..checks import whole_number
+from ..cost import meter, usage
 from ..errors import ConfigError, DataError
 from ..runs import RunKind, Unit, execute
 from ..runs.protocol import fingerprint, model_identity  # noqa: F401 (re-exported: the eval API's names)
@@ -138,13 +140,14 @@ class SystemKind(RunKind):
 
     def run_unit(self, unit: Unit) -> dict:
         _, text, gold = unit.payload
+        clock = meter()
         result = self.method.predict(text)
-        return {**result, "pred": result["pred"] or UNPARSED, "gold": gold}
+        return {**result, "pred": result["pred"] or UNPARSED, "gold": gold, "cpu_s": clock()["cpu_s"]}
 
     def summarise(self, results: dict[str, dict]) -> dict:
         self.items, extra = final_items(self.method, results, self.dataset.frame["id"])
         return {**self.setup, **extra, "settings": self.method.settings(self.strategy),
-                "runtime": self.runtime}
+                "runtime": self.runtime, "usage": usage(self.model_obj, self.system.model, results.values())}
 
 
 class BaselineKind(RunKind):
@@ -173,15 +176,29 @@ class BaselineKind(RunKind):
     def start(self, todo: list[Unit]) -> None:
         if todo:  # cross-validation needs every item together: all are computed once, stored one by one
             frame = self.dataset.frame
+            clock = meter()
             preds, seconds = baseline_mod.predict(list(frame["text"]), list(frame["gold"]))
-            self.preds = {str(i): (p, seconds / len(frame)) for i, p in zip(frame["id"], preds, strict=True)}
+            cpu = clock()["cpu_s"]
+            share = (seconds / len(frame), None if cpu is None else cpu / len(frame))
+            self.preds = {str(i): (p, *share) for i, p in zip(frame["id"], preds, strict=True)}
 
     def run_unit(self, unit: Unit) -> dict:
-        pred, seconds = self.preds[unit.key]
-        return {"pred": pred, "raw": pred, "scores": None, "seconds": seconds, "gold": unit.payload[1]}
+        pred, seconds, cpu = self.preds[unit.key]
+        return {"pred": pred, "raw": pred, "scores": None, "seconds": seconds, "cpu_s": cpu,
+                "gold": unit.payload[1]}
 
     def summarise(self, results: dict[str, dict]) -> dict:
-        return {}
+        return {"usage": baseline_usage(results.values())}
+
+
+def baseline_usage(results) -> dict:
+    """The baseline's usage: no tokens (it embeds, it does not prompt), its CPU time."""
+    results = list(results)
+    cpu = [r.get("cpu_s") for r in results]
+    return {"model": baseline_mod.NAME, "name": baseline_mod.NAME, "in_process": True,
+            "units": len(results), "counted": len(results), "input_tokens": 0, "output_tokens": 0,
+            "cpu_s": None if None in cpu else sum(cpu),
+            "seconds": sum(r.get("seconds") or 0 for r in results)}
 
 
 def eval_header(system: System, task: TaskSpec | None, dataset: Dataset, settings: dict) -> dict:
@@ -203,7 +220,8 @@ def run_system(system: System, model, task: TaskSpec, dataset: Dataset, store, g
 def run_baseline(dataset: Dataset, store, progress=None, task: TaskSpec | None = None) -> SystemRun:
     kind = BaselineKind(dataset, task)
     outcome = execute(kind, store, progress=progress)
-    return SystemRun(kind.system, outcome.run_id, _ordered(outcome.results, dataset.frame["id"]))
+    return SystemRun(kind.system, outcome.run_id, _ordered(outcome.results, dataset.frame["id"]),
+                     meta=outcome.summary)
 
 
 def final_items(method, results: dict[str, dict], ids) -> tuple[list[dict], dict]:
@@ -221,7 +239,8 @@ def _ordered(results: dict[str, dict], ids=None) -> list[dict]:
 
 
 def _clean(result: dict) -> dict:
-    return {k: result.get(k) for k in ("pred", "raw", "scores", "seconds")}
+    return {k: result.get(k) for k in ("pred", "raw", "scores", "seconds", "input_tokens", "output_tokens",
+                                       "cpu_s")}
 
 
 @dataclass(frozen=True)
@@ -267,7 +286,9 @@ def reopen(store, rows: list[dict]):
         method = make_method(system.method, {}) if system.method in METHODS else None
         items, _ = final_items(method, {k: u[k] for k in keys}, keys)
         runs.append(SystemRun(system, row["id"], items, 0, row["summary"] or {}))
-    return EvalResult(dataset, task, runs, [f"re-opened from the store (runs {', '.join(map(str, ids))})"])
+    result = EvalResult(dataset, task, runs, [f"re-opened from the store (runs {', '.join(map(str, ids))})"])
+    result.reopened = True  # its cost is at today's prices
+    return result
 
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:

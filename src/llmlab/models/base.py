@@ -111,6 +111,7 @@ class Capable:
 class Model(Capable, ABC):
     server_templates: bool = False  # a remote server applies the chat template itself
     concurrent: bool = False        # safe to call from several threads at once (remote models)
+    in_process: bool = True  # computes in this process, so its cost is this process's CPU time
 
     def __init__(self, info: ModelInfo):
         self.info = info

@@ -116,6 +116,7 @@ class RemoteModel(Model):
     default_url = ""
     key_hint = "--api-key"
     server_templates = True
+    in_process = False
 
     capabilities = frozenset({"tools", "grammar"})  # passed to the server, checked on what comes back
 
