@@ -83,10 +83,33 @@ def eval_command(
     field: Annotated[Repeatable, typer.Option(
         "--field", help="with --benchmark: NAME=COLUMN for a file in another layout, e.g. "
         "question=prompt or choices=options.text (repeatable)")] = None,
+    judge: Annotated[str | None, typer.Option(
+        "--judge", help="generation tasks: a model that scores each output on the task's rubric",
+        show_default=False)] = None,
+    judge_labelled: Annotated[Path | None, typer.Option(
+        "--judge-labelled", help="with --judge: outputs with a human_score column, to report the judge's "
+        "agreement with people (default: the task's labelled sample)", show_default=False)] = None,
+    pairwise: Annotated[bool, typer.Option(
+        "--pairwise", help="with --judge and two -m: judge the two models' outputs against each other, in "
+        "both orders")] = False,
 ):
     """Evaluate a prompted task on a labelled dataset: accuracy, macro-F1 with 95% CIs, McNemar tests."""
+    from ..gentasks import cli as gen_cli
+
     if list_tasks:
         _list_tasks()
+        gen_cli.list_tasks()
+        return
+    if benchmark is None and gen_cli.wants(task, judge, pairwise, judge_labelled):
+        gen_cli.run(dataset, task, model, judge=judge, pairwise=pairwise, labelled=judge_labelled,
+                       limit=limit, fresh=fresh, out=out, n_ctx=n_ctx, threads=threads, report=_report,
+                       generation={k: v for k, v in (("temperature", temperature), ("seed", seed),
+                                                     ("max_new_tokens", max_new_tokens)) if v is not None},
+                       others={"--method": method, "--strategy": strategy, "--recipe": recipe,
+                               "--labels": labels, "--baseline": baseline, "--repeats": repeats != 1,
+                               "--text-col": text_col, "--label-col": label_col, "--id-col": id_col,
+                               "--label-map": label_map, "--num-fewshot": num_fewshot,
+                               "--fewshot-file": fewshot_file, "--field": field})
         return
     if benchmark is not None:
         remote = {"rpm": rpm, "tpm": tpm, "balance": balance, "concurrency": concurrency}

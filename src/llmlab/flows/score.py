@@ -185,10 +185,18 @@ def _score(metric: str, step: Step, ref: Reference, gold: list[str], pred: list[
         g, p = [_key(x) for x in gold], [_key(x) for x in pred]
         low, high = eval_metrics.accuracy_ci(g, p)
         return sum(a == b for a, b in zip(g, p, strict=True)) / len(g), low, high
+    return corpus_score(metric, pred, [gold])
+
+
+def corpus_score(metric: str, hypotheses: list[str], references: list[list[str]]):
+    """sacrebleu's corpus chrF or BLEU (0-100) and its bootstrap 95% interval: ``(score, low, high)``.
+    ``references`` are reference streams, each as long as ``hypotheses``; with a varying number of
+    references per segment, a missing one is ``""`` (sacrebleu skips it)."""
     sacrebleu = _sacrebleu()
     scorer = sacrebleu.CHRF() if metric == "chrf" else sacrebleu.BLEU()
-    result = scorer.corpus_score(pred, [gold], n_bootstrap=BOOTSTRAP if len(pred) > 1 else 1)
-    if len(pred) < 2:
+    result = scorer.corpus_score(hypotheses, references,
+                                 n_bootstrap=BOOTSTRAP if len(hypotheses) > 1 else 1)
+    if len(hypotheses) < 2:
         return result.score, result.score, result.score
     return result.score, result._mean - result._ci, result._mean + result._ci
 

@@ -48,12 +48,8 @@ def normalize(text: str) -> str:
 
 def reference_scores(answer: str, references: list[str], embedder=None) -> dict:
     """``exact_match``, ``f1``, ``contains`` in [0, 1], and ``similarity`` when an embedder is given."""
-    from torchmetrics.functional.text import squad
-
     plain = strip_citations(answer)
-    got = squad({"prediction_text": plain, "id": "q"},
-                {"answers": {"text": list(references), "answer_start": [0] * len(references)}, "id": "q"})
-    out = {"exact_match": float(got["exact_match"]) / 100, "f1": float(got["f1"]) / 100,
+    out = {**squad_scores(plain, references),
            "contains": float(any(normalize(r) and normalize(r) in normalize(plain) for r in references))}
     if embedder is not None:
         import numpy as np
@@ -62,6 +58,16 @@ def reference_scores(answer: str, references: list[str], embedder=None) -> dict:
         vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         out["similarity"] = float(max(vectors[1:] @ vectors[0]))
     return out
+
+
+def squad_scores(prediction: str, references: list[str]) -> dict:
+    """SQuAD v1.1 ``exact_match`` and token ``f1`` in [0, 1] (torchmetrics' ``squad``), the best over
+    the references."""
+    from torchmetrics.functional.text import squad
+
+    got = squad({"prediction_text": prediction, "id": "q"},
+                {"answers": {"text": list(references), "answer_start": [0] * len(references)}, "id": "q"})
+    return {"exact_match": float(got["exact_match"]) / 100, "f1": float(got["f1"]) / 100}
 
 
 def statements(answer: str) -> list[tuple[str, list[int]]]:

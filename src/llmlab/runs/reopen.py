@@ -22,7 +22,8 @@ FORMATS = ("terminal", "markdown", "csv")
 # imported by name when asked for (a lazy registry), so this package imports no kind of run
 KINDS = {"eval": "llmlab.evals.runner", "probe": "llmlab.probes.report", "bench": "llmlab.bench_report",
          "rag": "llmlab.rag.evaluate", "flow": "llmlab.flows.run",
-         "agent": "llmlab.tools.evaluate", "tune": "llmlab.tune.run", "benchmark": "llmlab.benchmarks.run"}
+         "agent": "llmlab.tools.evaluate", "tune": "llmlab.tune.run", "benchmark": "llmlab.benchmarks.run",
+         "generation": "llmlab.gentasks.report"}
 
 
 def runs_table(rows: list[dict]) -> Table:
