@@ -15,8 +15,8 @@ from llmlab.benchmarks.harness import prefix
 from llmlab.errors import ConfigError, DataError
 
 ZERO_SHOT = [(b, 0) for b in BENCHMARKS]
-FEW_SHOT = [("arc", 2), ("mmlu", 2), ("winogrande", 1)]
-LIMIT = 4  # items per task: enough for every code path, cheap enough to run the harness every time
+FEW_SHOT = [("arc", 2), ("mmlu", 2), ("winogrande", 1)]  # MMLU: examples of the same subject
+LIMIT = 3  # items per task: enough for every code path, cheap enough to run the harness every time
 
 
 def _task(benchmark: str, shots: int) -> str:

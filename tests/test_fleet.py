@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,27 @@ def test_rate_limit_spaces_requests():
     slow.wait(1)
     with pytest.raises(KeyboardInterrupt):
         slow.wait(1, cancel)
+
+
+def test_probe_and_benchmark_runs_at_concurrency_equal_sequential(servers, tmp_path):
+    """The other kinds of run that take --concurrency: the same records and log-likelihoods."""
+    from llmlab.benchmarks import run_benchmark
+    from llmlab.probes import load_suite, run_suite
+
+    model = load_model(f"openai/smollm2@{servers[0].url},{servers[1].url}", log=False)
+    try:
+        suite = load_suite("hallucination")
+        runs = []
+        for n in (1, 3):
+            with closing(Store.open(tmp_path / f"probe{n}.db")) as db:
+                run = run_suite(model, suite, limit=2, max_new_tokens=12, store=db, concurrency=n)
+            runs.append([(r.check, r.item, r.answer, r.verdict) for r in run.records])
+        assert runs[0] == runs[1] and len(runs[0]) >= 4
+        scored = []
+        for n in (1, 3):
+            with closing(Store.open(tmp_path / f"mc{n}.db")) as db:
+                result = run_benchmark(None, "arc", [model], db=db, limit=4, concurrency=n)
+            scored.append([item["lls"] for item in result.runs[0].items])
+        assert scored[0] == scored[1]
+    finally:
+        model.close()

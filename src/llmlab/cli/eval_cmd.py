@@ -103,6 +103,7 @@ def eval_command(
     if benchmark is None and gen_cli.wants(task, judge, pairwise, judge_labelled):
         gen_cli.run(dataset, task, model, judge=judge, pairwise=pairwise, labelled=judge_labelled,
                        limit=limit, fresh=fresh, out=out, n_ctx=n_ctx, threads=threads, report=_report,
+                       remote={"rpm": rpm, "tpm": tpm, "balance": balance, "concurrency": concurrency},
                        generation={k: v for k, v in (("temperature", temperature), ("seed", seed),
                                                      ("max_new_tokens", max_new_tokens)) if v is not None},
                        others={"--method": method, "--strategy": strategy, "--recipe": recipe,

@@ -47,6 +47,13 @@ def probe(
     examples: Annotated[bool, typer.Option(
         "--examples/--no-examples", help="print every answer with its verdict")] = True,
     list_suites: Annotated[bool, typer.Option("--list", help="list the built-in suites and exit")] = False,
+    concurrency: Annotated[int, typer.Option(
+        "--concurrency", "-j", help="prompts in flight at once to a remote model (openai/, ollama/; "
+        "several servers: openai/NAME@URL1,URL2)")] = 1,
+    rpm: Annotated[int | None, typer.Option("--rpm", help="remote models: at most this many requests a "
+                                            "minute", show_default=False)] = None,
+    tpm: Annotated[int | None, typer.Option("--tpm", help="remote models: at most this many tokens a "
+                                            "minute (estimated before sending)", show_default=False)] = None,
 ):
     """Probe models for hallucination, non-determinism, bias, outdated knowledge and reasoning."""
     from rich.console import Console
@@ -69,13 +76,13 @@ def probe(
     models = model or ["smollm2"]
     from ..models.registry import check_options, load_options, resolve
 
-    options = load_options(n_ctx=n_ctx, threads=threads)
+    options = load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm)
     for name in models + ([judge] if judge else []):
         resolve(name)  # an unknown model or a bad option fails here, before anything loads
         check_options(name, options)
     try:
         runs = _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples,
-                        fresh)
+                        fresh, concurrency)
     except KeyboardInterrupt as exc:  # a RunInterrupted says what is stored and how to resume
         err(str(exc) or "interrupted")
         raise typer.Exit(130) from None
@@ -99,7 +106,8 @@ def probe(
         + f"; `llmlab runs show {' '.join(str(r.id) for r in runs)}` re-opens this report")
 
 
-def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples, fresh):
+def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, console, examples, fresh,
+             concurrency=1):
     from ..models.registry import load_model
     from ..probes import run_suite
     from ..probes.report import print_run, print_summary
@@ -116,7 +124,8 @@ def _run_all(models, suites, samples, limit, max_new_tokens, options, judge, con
                 for s in suites:
                     with progress_bar(transient=True) as bar:
                         run = run_suite(m, s, samples=samples, limit=limit, max_new_tokens=max_new_tokens,
-                                        judge_model=judge_model, store=store, fresh=fresh, bar=bar)
+                                        judge_model=judge_model, store=store, fresh=fresh, bar=bar,
+                                        concurrency=concurrency)
                     print_run(run, console, examples)
                     runs.append(run)
             finally:

@@ -31,7 +31,7 @@ def wants(task: str, judge, pairwise: bool, labelled) -> bool:
 
 
 def run(dataset, task: str, models, *, judge, pairwise: bool, labelled, limit, fresh, out, n_ctx, threads,
-        generation: dict, others: dict, report) -> None:
+        generation: dict, others: dict, report, remote: dict | None = None) -> None:
     """Check what does not apply, then run and print through ``report`` (eval's ``_report``)."""
     from ..models.registry import load_options
     from .run import run_gentask
@@ -49,9 +49,12 @@ def run(dataset, task: str, models, *, judge, pairwise: bool, labelled, limit, f
         from ..checks import whole_number
 
         whole_number("--limit", limit)
+    remote = dict(remote or {})
+    concurrency = remote.pop("concurrency", 1)
     report(lambda: run_gentask(dataset, spec, models or ["smollm2"], judge=judge, pairwise=pairwise,
                                labelled=labelled, limit=limit, fresh=fresh, progress=True, out=out,
-                               model_options=load_options(n_ctx=n_ctx, threads=threads)),
+                               concurrency=concurrency,
+                               model_options=load_options(n_ctx=n_ctx, threads=threads, **remote)),
            out and f"{out}/predictions.jsonl, report.json, report.md")
 
 

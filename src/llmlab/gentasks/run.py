@@ -22,6 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError
 from ..runs import RunKind, Unit, execute, fingerprint, progress_bar
 from ..runs.protocol import model_identity
+from ..runs.runner import check_concurrency
 from . import judge as judging
 from .execution import program, run_program
 from .metrics import aggregate, row_scores
@@ -161,7 +162,7 @@ def check_context(model, task: GenTask, rows: list[Row], name: str) -> None:
 
 def run_gentask(data, task, models=("smollm2",), *, judge=None, pairwise: bool = False, labelled=None,
                 limit: int | None = None, db=None, fresh: bool = False, progress=False, out=None,
-                model_options: dict | None = None) -> GenResult:
+                model_options: dict | None = None, concurrency: int = 1) -> GenResult:
     """Generate with each model on the task's rows (``data`` None: the task's sample), score, and with
     ``judge`` (a model name or a loaded model) judge on the rubric and against ``labelled`` (the task's
     labelled sample when None); ``pairwise`` (two models) judges their outputs against each other."""
@@ -208,14 +209,15 @@ def run_gentask(data, task, models=("smollm2",), *, judge=None, pairwise: bool =
             kinds.append(GenKind(task, rows, source, loaded[name], name, store, rubric_judge, lab))
         bar = stack.enter_context(nullcontext(progress) if hasattr(progress, "add_task")
                                   else progress_bar(bool(progress)))
+        check_concurrency(concurrency, loaded.values())
         for kind in kinds:
-            outcome = execute(kind, store, fresh=fresh, progress=bar)
+            outcome = execute(kind, store, fresh=fresh, progress=bar, concurrency=concurrency)
             runs.append(GenRun.from_results(kind.model, outcome.run_id, outcome.results, outcome.summary,
                                             outcome.resumed))
         if pairwise:
             pk = PairKind(task, rows, source, runs, judging.PairJudge(judge_model, task), kinds[0].ident,
                           kinds[1].ident, store)
-            outcome = execute(pk, store, fresh=fresh, progress=bar)
+            outcome = execute(pk, store, fresh=fresh, progress=bar, concurrency=concurrency)
             pair = PairRun(pk.head, outcome.run_id, outcome.results, outcome.summary)
     if any(r.resumed for r in runs):
         notes.append("resumed from the store: " + ", ".join(f"{r.model} ({r.resumed} units)"

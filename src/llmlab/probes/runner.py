@@ -32,6 +32,7 @@ from ..checks import utc_now, whole_number
 from ..errors import LlmlabError
 from ..models.stops import find_stop
 from ..runs import RunKind, Unit, execute, model_identity
+from ..runs.runner import check_concurrency
 from .judges import Judge
 from .llm_judge import LLMJudge, agreement
 from .measures import Figure, Record, figures_for
@@ -203,16 +204,18 @@ class ProbeKind(RunKind):
 def run_suite(model, suite: Suite, *, samples: int | None = None, limit: int | None = None,
               max_new_tokens: int | None = None, judge_model=None,
               progress: Callable[[Record], None] | None = None, store=None, fresh: bool = False,
-              bar=None) -> ProbeRun:
+              bar=None, concurrency: int = 1) -> ProbeRun:
     """Run every check of ``suite`` on ``model``; ``limit`` keeps the first N items of each check,
     ``max_new_tokens`` caps the checks' own setting, ``judge_model`` replaces rule verdicts. With a
     ``store`` every answer is stored as it is judged and a stopped run resumes (``fresh`` starts
-    anew); ``progress`` is called with each new record, ``bar`` is a ``llmlab.runs.progress_bar``."""
+    anew); ``progress`` is called with each new record, ``bar`` is a ``llmlab.runs.progress_bar``;
+    ``concurrency`` > 1 asks a remote model (and judge) that many prompts at once."""
     check_positive("samples", samples)
     check_positive("limit", limit)
     check_positive("max_new_tokens", max_new_tokens)
+    check_concurrency(concurrency, [model, judge_model])
     kind = ProbeKind(model, suite, samples, limit, max_new_tokens, judge_model, store, progress)
-    outcome = execute(kind, store, fresh=fresh, progress=bar)
+    outcome = execute(kind, store, fresh=fresh, progress=bar, concurrency=concurrency)
     run = probe_run(kind.header(), outcome.results, outcome.summary, suite, outcome.run_id)
     run.resumed = outcome.resumed
     return run

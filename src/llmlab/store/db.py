@@ -13,6 +13,7 @@ transaction unless ``transaction()`` groups them); no connection pool, no WAL tu
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from ..checks import utc_now
@@ -24,6 +25,8 @@ from .migrations import MIGRATIONS
 class Database:
     def __init__(self, conn: sqlite3.Connection, path: Path):
         self.conn = conn
+        # one statement (or transaction) at a time: calls of a concurrent run log from its threads
+        self._lock = threading.RLock()
         self.path = path
 
     @classmethod
@@ -69,11 +72,12 @@ class Database:
                 db.execute("INSERT INTO _migrations VALUES (?, ?)", (name, now()))
 
     def transaction(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self._lock)
 
     def execute(self, sql: str, params=()) -> sqlite3.Cursor:
         try:
-            return self.conn.execute(sql, params)
+            with self._lock:
+                return self.conn.execute(sql, params)
         except sqlite3.DatabaseError as exc:
             raise StoreError(explain(exc, self.path)) from exc
 
@@ -82,15 +86,23 @@ class Database:
 
 
 class _Transaction:
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, conn: sqlite3.Connection, lock):
+        self.conn, self.lock = conn, lock
 
     def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.lock.acquire()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        try:
+            self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()
         return False
 
 

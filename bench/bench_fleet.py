@@ -1,0 +1,93 @@
+"""Concurrent evaluation against a server beside the server's own capacity, in one run.
+
+``llmlab serve -m smollm2 --parallel P`` is started on 127.0.0.1. Its capacity for this workload is
+measured first with a plain asyncio client (httpx): every item's prompt (the sentiment task's
+zero-shot chat, exactly what ``llmlab eval`` sends) posted to ``/v1/chat/completions`` with greedy
+decoding and the task's 10-token limit, ``--capacity-clients`` at a time. Then
+``llmlab eval FILE --method generate -m openai/smollm2@URL --concurrency C`` runs on the same items for
+each C, each from an empty store. The table gives items/s and the ratio to the capacity.
+
+    HF_HUB_OFFLINE=1 python bench/bench_fleet.py [--rows 100] [--parallel 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+FILM = Path(__file__).resolve().parents[2] / "shared" / "data" / "lesson" / "sentiment_film_data.tsv"
+
+
+async def capacity(url: str, bodies: list[dict], clients: int) -> float:
+    import httpx
+
+    queue: asyncio.Queue = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(client):
+        while not queue.empty():
+            body = queue.get_nowait()
+            r = await client.post(url + "/v1/chat/completions", json=body)
+            r.raise_for_status()
+
+    start = time.perf_counter()
+    async with httpx.AsyncClient(timeout=600) as client:
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+    return len(bodies) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=100)
+    ap.add_argument("--parallel", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--capacity-clients", type=int, default=16)
+    ap.add_argument("--levels", default="1,4,8,16")
+    args = ap.parse_args()
+
+    from llmlab import evaluate, load_model
+    from llmlab.evals.data import load_dataset
+    from llmlab.serve.process import ServerProcess
+    from llmlab.store import Store
+    from llmlab.tasks import load_task, prompt_for
+
+    folder = Path(tempfile.mkdtemp())
+    task = load_task("sentiment")
+    strategy = task.strategy(task.default_strategy)
+    serve = ["serve", "-m", "smollm2", "--n-ctx", "1024", "--parallel", str(args.parallel), "--threads",
+             str(args.threads), "-q"]
+    rows = []
+    with ServerProcess(serve, log=folder / "server.log") as server:
+        name = f"openai/smollm2@{server.url}/v1"
+        model = load_model(name, log=False)
+        data = load_dataset(FILM, task).head(args.rows)
+        bodies = []
+        for text in data.frame["text"]:
+            messages = prompt_for(model, task, strategy, text)
+            bodies.append({"model": "smollm2", "temperature": 0, "max_tokens": strategy.max_new_tokens,
+                           "messages": [{"role": m.role, "content": m.content} for m in messages]})
+        asyncio.run(capacity(server.url, bodies[:8], 8))  # warm the server's slots
+        cap = asyncio.run(capacity(server.url, bodies, args.capacity_clients))
+        for level in (int(x) for x in args.levels.split(",")):
+            store = Store.open(folder / f"c{level}.db")
+            start = time.perf_counter()
+            evaluate(FILM, "sentiment", [model], ["generate"], limit=args.rows, db=store, concurrency=level)
+            rate = args.rows / (time.perf_counter() - start)
+            store.close()
+            rows.append((level, rate))
+        model.close()
+    print(f"llmlab serve --parallel {args.parallel} --threads {args.threads}, SmolLM2 Q4_1, {args.rows} film "
+          f"reviews, sentiment zero-shot, generate (greedy, 10 tokens)\n")
+    print("| client | in flight | items/s | × capacity |")
+    print("|---|---:|---:|---:|")
+    print(f"| plain asyncio httpx client (capacity) | {args.capacity_clients} | {cap:.2f} | 1.00 |")
+    for level, rate in rows:
+        print(f"| llmlab eval --concurrency {level} | {level} | {rate:.2f} | {rate / cap:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
