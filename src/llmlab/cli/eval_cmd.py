@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .main import app, err
+from .main import ConcurrencyOpt, RpmOpt, TpmOpt, app, err
 
 Repeatable = list[str] | None
 
@@ -70,13 +70,9 @@ def eval_command(
     fewshot_file: Annotated[Path | None, typer.Option(
         "--fewshot-file", help="with --benchmark: where few-shot examples come from (e.g. MMLU's dev "
         "split)", show_default=False)] = None,
-    concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-j", help="items in flight at once to remote models (openai/, ollama/); a model "
-        "name may list several servers: openai/NAME@URL1,URL2")] = 1,
-    rpm: Annotated[int | None, typer.Option("--rpm", help="remote models: at most this many requests a "
-                                            "minute", show_default=False)] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", help="remote models: at most this many tokens a "
-                                            "minute (estimated before sending)", show_default=False)] = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
     balance: Annotated[str | None, typer.Option(
         "--balance", help="remote models with several servers: least-busy (default) | round-robin",
         show_default=False)] = None,

@@ -24,6 +24,15 @@ app = typer.Typer(
 
 ModelOpt = Annotated[str, typer.Option(
     "--model", "-m", help="backend/name, alias or path (see `llmlab models`)")]
+# remote models at fleet scale (models/fleet.py), for every command that runs many items
+ConcurrencyOpt = Annotated[int, typer.Option(
+    "--concurrency", "-j", help="items in flight at once to remote models (openai/, ollama/); a model "
+    "name may list several servers: openai/NAME@URL1,URL2")]
+RpmOpt = Annotated[int | None, typer.Option(
+    "--rpm", help="remote models: at most this many requests a minute", show_default=False)]
+TpmOpt = Annotated[int | None, typer.Option(
+    "--tpm", help="remote models: at most this many tokens a minute (estimated before sending)",
+    show_default=False)]
 
 
 @app.callback()

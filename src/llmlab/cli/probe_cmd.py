@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from .main import app, err
+from .main import ConcurrencyOpt, RpmOpt, TpmOpt, app, err
 
 
 @app.command()
@@ -47,13 +47,9 @@ def probe(
     examples: Annotated[bool, typer.Option(
         "--examples/--no-examples", help="print every answer with its verdict")] = True,
     list_suites: Annotated[bool, typer.Option("--list", help="list the built-in suites and exit")] = False,
-    concurrency: Annotated[int, typer.Option(
-        "--concurrency", "-j", help="prompts in flight at once to a remote model (openai/, ollama/; "
-        "several servers: openai/NAME@URL1,URL2)")] = 1,
-    rpm: Annotated[int | None, typer.Option("--rpm", help="remote models: at most this many requests a "
-                                            "minute", show_default=False)] = None,
-    tpm: Annotated[int | None, typer.Option("--tpm", help="remote models: at most this many tokens a "
-                                            "minute (estimated before sending)", show_default=False)] = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
 ):
     """Probe models for hallucination, non-determinism, bias, outdated knowledge and reasoning."""
     from rich.console import Console
