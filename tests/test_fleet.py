@@ -150,13 +150,13 @@ def test_probe_and_benchmark_runs_at_concurrency_equal_sequential(servers, tmp_p
 
     model = load_model(f"openai/smollm2@{servers[0].url},{servers[1].url}", log=False)
     try:
-        suite = load_suite("hallucination")
+        suite = load_suite("outdated")  # greedy: a deterministic suite (hallucination samples at 0.7)
         runs = []
         for n in (1, 3):
             with closing(Store.open(tmp_path / f"probe{n}.db")) as db:
                 run = run_suite(model, suite, limit=2, max_new_tokens=12, store=db, concurrency=n)
             runs.append([(r.check, r.item, r.answer, r.verdict) for r in run.records])
-        assert runs[0] == runs[1] and len(runs[0]) >= 4
+        assert runs[0] == runs[1] and len(runs[0]) == 2
         scored = []
         for n in (1, 3):
             with closing(Store.open(tmp_path / f"mc{n}.db")) as db:
