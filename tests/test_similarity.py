@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmlab.errors import ConfigError, DataError
-from llmlab.models.registry import load_embedder
+from llmlab.models.embedders import load_embedder
 from llmlab.similarity import embedding_map, similarity_matrix
 from test_cli import llmlab
 

@@ -29,7 +29,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 @pytest.fixture(scope="module")
 def minilm():
-    from llmlab.models.registry import load_embedder
+    from llmlab.models.embedders import load_embedder
 
     return load_embedder("minilm")
 

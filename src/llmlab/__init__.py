@@ -12,7 +12,8 @@ from .config import GenerationConfig
 from .conversation import Chat
 from .errors import LlmlabError
 from .models.base import Model, ModelInfo, Response, Token
-from .models.registry import load_embedder, load_model
+from .models.embedders import load_embedder
+from .models.registry import load_model
 
 __all__ = ["Chat", "EmbeddingModel", "GenerationConfig", "LlmlabError", "Message", "Model", "ModelInfo",
            "Response", "Token", "agent", "evaluate", "load_embedder", "load_model", "tool"]

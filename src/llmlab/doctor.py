@@ -86,7 +86,7 @@ def _hf() -> dict:
 def _sentence_transformers() -> dict:
     import sentence_transformers
 
-    from .models.registry import load_embedder
+    from .models.embedders import load_embedder
 
     vec = load_embedder("minilm").embed(["Where is Groningen located?"])
     return {"ok": vec.shape[-1] > 0, "detail": f"sentence-transformers {sentence_transformers.__version__}; "

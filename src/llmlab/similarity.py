@@ -26,7 +26,7 @@ def similarity_matrix(texts: list[str], embedder="minilm"):
     """The cosine similarity of every pair of ``texts`` (an (n, n) numpy array)."""
     from sklearn.metrics.pairwise import cosine_similarity
 
-    from .models.registry import load_embedder
+    from .models.embedders import load_embedder
 
     texts = list(texts)
     if len(texts) < 2:
@@ -81,7 +81,7 @@ def embedding_map(source, text_col: str = "text", method: str = "pca", embedder=
                   seed: int = 0, perplexity: float = 30.0, limit: int | None = None) -> EmbeddingMap:
     """Embed ``text_col`` of a file (or DataFrame) and project it to 2-D with PCA or t-SNE."""
     from .evals.data import read_table
-    from .models.registry import load_embedder
+    from .models.embedders import load_embedder
 
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}{did_you_mean(method, METHODS)}; use pca or tsne")

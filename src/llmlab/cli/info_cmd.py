@@ -40,8 +40,9 @@ def models(as_json: Annotated[bool, typer.Option("--json")] = False):
     from rich.console import Console
 
     from ..models.embed_meta import read_directory
+    from ..models.embedders import BUNDLED_EMBEDDERS
     from ..models.llamacpp.gguf import read_gguf
-    from ..models.registry import BACKENDS, BUNDLED, BUNDLED_EMBEDDERS
+    from ..models.registry import BACKENDS, BUNDLED
 
     rows = []
     for alias, bundled in BUNDLED.items():
@@ -116,8 +117,9 @@ def openness(licence: str | None) -> str:
 
 def model_card(name: str) -> dict:
     """The selection criteria for a model, from its own metadata, without loading the weights."""
+    from ..models.embedders import EMBEDDING_ALIASES
     from ..models.llamacpp.gguf import read_gguf
-    from ..models.registry import EMBEDDING_ALIASES, resolve
+    from ..models.registry import resolve
 
     if name in EMBEDDING_ALIASES or name.startswith("st/"):
         return embedder_card(name)
@@ -142,7 +144,7 @@ def model_card(name: str) -> dict:
 def embedder_card(name: str) -> dict:
     """An embedding model's card from its directory, without loading it."""
     from ..models.embed_meta import read_directory
-    from ..models.registry import resolve_embedder
+    from ..models.embedders import resolve_embedder
 
     _, display, path = resolve_embedder(name)
     card = {"kind": "embedding", **read_directory(path, display)}

@@ -28,7 +28,7 @@ def settings() -> dict:
 
 def embed(texts: list[str]):
     """Normalised MiniLM vectors, 32 texts to a batch (the figures in the README were made so)."""
-    from ..models.registry import load_embedder
+    from ..models.embedders import load_embedder
 
     model = load_embedder("minilm", batch_size=32, normalize=True)
     try:

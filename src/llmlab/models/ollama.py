@@ -36,7 +36,8 @@ from ..config import GenerationConfig
 from ..errors import BackendError, NotSupportedError, PromptError, RemoteModelNotFoundError
 from ..schema import ANY_OBJECT
 from .base import Chunk, ModelInfo, Token, ToolCallDelta, Usage
-from .remote import RemoteModel, env_first, forced_tool, split_url
+from .constrained import forced_tool
+from .remote import RemoteModel, env_first, split_url
 
 if TYPE_CHECKING:
     import threading

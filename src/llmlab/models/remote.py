@@ -19,16 +19,7 @@ without a tokenizer.
 A model name may carry its server: ``ollama/llama3.2:1b@http://127.0.0.1:11434``.
 
 Structured output and tool calls are passed through to the server in its own API's shape (see each
-backend), and what comes back is checked here, since a server may accept the request and ignore
-it. With ``json_schema`` set, or a ``tool_choice`` of ``"required"`` or a tool's name, the stream is
-*buffered*: the whole answer is collected, checked (``schema.validate_output``; a call of the right
-tool), and only then yielded, chunk by chunk as it came, so a consumer never sees text that is then
-taken back. An answer that breaks the constraint is asked for again, up to ``output_retries`` times
-(a load option, default 2); after that the stream raises one ``OutputError`` line saying the server
-appears to ignore the schema (or tool choice) and quoting what came back. An answer cut off at
-``max_new_tokens`` is not asked for again (it would be cut again): it is yielded, and
-``Response.json()`` says to raise ``max_new_tokens``. Time to first token is then the time to the
-whole answer, and the usage is the accepted answer's. Without such a constraint nothing is buffered.
+backend); what comes back is checked, and asked for again, by ``constrained.py``.
 
 A server that refuses a request because of its tools or output format (an HTTP error whose message
 names them) is one ``NotSupportedError`` line. Such a request is not retried on HTTP 500: servers
@@ -53,12 +44,13 @@ from ..errors import (
     ConnectionDroppedError,
     MissingDependencyError,
     NotSupportedError,
-    OutputError,
     RemoteModelNotFoundError,
     ServerBusyError,
     ServerUnreachableError,
 )
 from .base import Chunk, Model, ModelInfo, Usage
+from .constrained import checked_stream
+from .constrained import one_line as _one_line
 from .fleet import Pool, RateLimit, Server, estimate_tokens
 
 if TYPE_CHECKING:
@@ -104,10 +96,6 @@ def error_message(response) -> str:
 def _features(body) -> list[str]:
     """The optional features a request body asks for (its keys in ``FEATURES``)."""
     return [k for k in FEATURES if isinstance(body, dict) and body.get(k)]
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(str(text).split())[:limit]
 
 
 class RemoteModel(Model):
@@ -294,26 +282,8 @@ class RemoteModel(Model):
                cancel: threading.Event | None = None) -> Iterator[Chunk]:
         """The server's stream; buffered, checked and re-asked when the config constrains the answer
         (see the module docstring)."""
-        if config.json_schema is None and forced_tool(config) is None:
-            yield from self._stream(prompt, config, cancel)
-            return
-        problems = []
-        for _ in range(self.output_retries + 1):
-            chunks = []
-            for chunk in self._stream(prompt, config, cancel):
-                chunks.append(chunk)
-                if cancel is not None and cancel.is_set():  # Response marks it interrupted
-                    yield from chunks
-                    return
-            problem = broken(chunks, config)
-            if problem is None:
-                yield from chunks
-                return
-            problems.append(problem)
-        what, why = problems[-1]
-        raise OutputError(
-            f"the {self.backend} server at {self.base_url} appears to ignore the {what}: "
-            f"{len(problems)} answer(s) in a row did not follow it; the last: {why}")
+        yield from checked_stream(lambda: self._stream(prompt, config, cancel), config, self.output_retries,
+                                  f"the {self.backend} server at {self.base_url}", cancel)
 
     def _stream(self, prompt: str | list[Message], config: GenerationConfig,
                 cancel: threading.Event | None = None) -> Iterator[Chunk]:
@@ -372,34 +342,3 @@ class RemoteModel(Model):
 
     def close(self) -> None:
         self.pool.close()
-
-
-def forced_tool(config: GenerationConfig) -> str | None:
-    """``"*"`` when the config requires some tool call, the tool's name when it requires that one."""
-    if not config.tools or config.tool_choice in ("auto", "none"):
-        return None
-    return "*" if config.tool_choice == "required" else config.tool_choice
-
-
-def broken(chunks: list[Chunk], config: GenerationConfig) -> tuple[str, str] | None:
-    """What an answer breaks of what the config asked for (a tool call, a JSON schema), and how;
-    None when it follows it."""
-    from ..schema import validate_output
-
-    names = [d.name for c in chunks for d in c.tool_calls if d.name]
-    forced = forced_tool(config)
-    choice = f"tool_choice {config.tool_choice!r}"
-    if names:
-        wrong = [n for n in names if forced not in (None, "*", n)]
-        return (choice, f"it called {wrong[0]!r}, not {forced!r}") if wrong else None
-    text = "".join(c.text for c in chunks)
-    if forced is not None:
-        return choice, f"it answered in text, not with a tool call: {_one_line(text, 80)!r}"
-    finish = next((c.finish_reason for c in reversed(chunks) if c.finish_reason), None)
-    if config.json_schema is None or finish == "length":  # cut off: asking again cuts it again
-        return None
-    try:
-        validate_output(text, config.json_schema)
-    except OutputError as exc:
-        return "JSON schema", f"{exc}: {_one_line(text, 80)!r}"
-    return None

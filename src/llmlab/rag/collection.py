@@ -159,12 +159,12 @@ class Collection:
 def canonical_spec(spec: str) -> str:
     """The name a collection records for an embedder, the same whichever alias loaded it:
     ``minilm`` for the bundled model, ``st/ABSOLUTE_DIR`` for a directory, ``openai/NAME`` as given."""
-    from ..models.registry import resolve_embedder
+    from ..models.embedders import resolve_embedder
 
     backend, display, path = resolve_embedder(spec)
     if backend != "st":
         return spec.strip()
-    from ..models.registry import BUNDLED_EMBEDDERS
+    from ..models.embedders import BUNDLED_EMBEDDERS
 
     path = Path(path).resolve()
     for alias, bundled in BUNDLED_EMBEDDERS.items():  # the bundled model named by its directory

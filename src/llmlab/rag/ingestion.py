@@ -37,7 +37,7 @@ _EMBEDDERS: dict[str, object] = {}
 def get_embedder(spec: str):
     """One loaded embedder per spec per process: ingest and every query share it."""
     if spec not in _EMBEDDERS:
-        from ..models.registry import load_embedder
+        from ..models.embedders import load_embedder
 
         _EMBEDDERS[spec] = load_embedder(spec[3:] if spec.startswith("st/") else spec)
     return _EMBEDDERS[spec]

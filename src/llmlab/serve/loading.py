@@ -50,16 +50,8 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
     default to :func:`serving_threads`; other backends get only what the user set. ``rag_*`` apply
     to every ``rag/COLLECTION@MODEL`` spec (``rag_store`` as ``llmlab rag --store`` takes it).
     """
-    from ..models.registry import (
-        EMBEDDING_ALIASES,
-        check_embedder_options,
-        check_options,
-        load_embedder,
-        load_model,
-        load_options,
-        resolve,
-        resolve_embedder,
-    )
+    from ..models.embedders import EMBEDDING_ALIASES, check_embedder_options, load_embedder, resolve_embedder
+    from ..models.registry import check_options, load_model, load_options, resolve
     from .rag import RagModel, is_rag
 
     given = load_options(n_ctx=n_ctx, threads=threads)
@@ -130,7 +122,7 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
 
 def _embedding_names(target: str) -> list[str]:
     """The names an embedding model answers to: the bundled MiniLM answers to all its usual ones."""
-    from ..models.registry import EMBEDDING_ALIASES
+    from ..models.embedders import EMBEDDING_ALIASES
 
     alias = EMBEDDING_ALIASES.get(target.removeprefix("st/"))
     if alias:

@@ -109,7 +109,7 @@ class Deduper:
         if not 0 < threshold <= 1:
             raise ConfigError(f"the near-duplicate threshold is a cosine in (0, 1], got {threshold!r}")
         if isinstance(embedder, str):
-            from ..models.registry import load_embedder
+            from ..models.embedders import load_embedder
 
             embedder = load_embedder(embedder)
         self.embedder, self.threshold = embedder, threshold
