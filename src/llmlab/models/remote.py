@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     import threading
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+SPECIAL_MARGIN = 4  # tokens a prompt may hold beyond one per byte (BOS, a leading space)
 # request fields that ask a server for a feature it may not have: (what to call it, a word that a
 # server's refusal of it contains)
 FEATURES = {"tools": ("tool calling", "tool"), "tool_choice": ("tool calling", "tool"),
@@ -336,7 +337,12 @@ class RemoteModel(Model):
             overflow: Overflow = "error") -> tuple[str | list[Message], int, int]:
         """Check the window when it and a tokenizer are known; else let the server judge (0 tokens)."""
         can_render = isinstance(prompt, str) or bool(self.info.chat_template)
-        if self.info.context_length and self.has_tokenizer and can_render:
+        ctx = self.info.context_length
+        if ctx and can_render and self.has_tokenizer:
+            # a token covers at least one byte of its text (a few more for BOS and SentencePiece's
+            # leading space), so a prompt of few enough bytes fits without asking the server to count
+            if len(self.prompt_text(prompt).encode()) + SPECIAL_MARGIN + config.max_new_tokens <= ctx:
+                return prompt, 0, 0
             return super().fit(prompt, config, overflow)
         return prompt, 0, 0
 
