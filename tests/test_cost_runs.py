@@ -59,7 +59,8 @@ def total(usages: list[dict], key: str, model: str = MODEL) -> float:
 
 
 def token_cost(usages: list[dict], model: str = MODEL) -> str:
-    return usd(total(usages, "input_tokens", model) * IN / 1e6 + total(usages, "output_tokens", model) * OUT / 1e6)
+    tokens_in, tokens_out = total(usages, "input_tokens", model), total(usages, "output_tokens", model)
+    return usd(tokens_in * IN / 1e6 + tokens_out * OUT / 1e6)  # as cost.estimate sums them
 
 
 def test_a_probe_run_prices_every_answer_s_tokens_and_so_does_the_reopened_run(cli, tmp_path, monkeypatch,

@@ -120,7 +120,8 @@ def test_a_model_computed_here_with_concurrency_is_one_line(farm, tmp_path, monk
     command = [str(farm / a) if a.endswith(".jsonl") else a for a in command]
     if command[0] == "rag":
         command += ["--store", str(farm / "store")]
-    monkeypatch.setattr(sys, "argv", ["llmlab", "--db", str(tmp_path / "x.db"), *command, "--concurrency", "2"])
+    argv = ["llmlab", "--db", str(tmp_path / "x.db"), *command, "--concurrency", "2"]
+    monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_:
         run()
     err = capsys.readouterr().err
