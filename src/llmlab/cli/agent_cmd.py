@@ -20,7 +20,7 @@ from typing import Annotated
 import typer
 
 from .foundation import NCtx, Threads
-from .main import ModelOpt, app, err
+from .main import BalanceOpt, ConcurrencyOpt, ModelOpt, RpmOpt, TpmOpt, app, err
 
 agent_app = typer.Typer(help="Tool calling: run an agent with tools, evaluate agents on tasks.",
                         no_args_is_help=True)
@@ -114,18 +114,21 @@ def eval_command(
         "--out", "-o", help="write the table and every trial here")] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="recompute instead of resuming")] = False,
     store: StoreOpt = None, n_ctx: NCtx = None, threads: Threads = None,
+    concurrency: ConcurrencyOpt = 1, rpm: RpmOpt = None, tpm: TpmOpt = None, balance: BalanceOpt = None,
 ):
     """Score agents on tasks: calls matched by structure (BFCL), irrelevance, answers, pass^k."""
-    from rich.console import Console
-
+    from ..checks import whole_number
     from ..config import prepare_out
-    from ..models.registry import load_model, load_options
+    from ..models.registry import check_options, load_model, load_options
     from ..tools.evaluate import AgentEvalResult, agent_eval
 
     models = model or ["smollm2"]
+    whole_number("--concurrency", concurrency)
     if out is not None:
         prepare_out(out)
-    options = load_options(n_ctx=n_ctx, threads=threads)
+    options = load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm, balance=balance)
+    for name in models:  # a bad option fails before any model loads
+        check_options(name, options)
     result = AgentEvalResult(tasks)
     modes = [True, False] if unconstrained else [True]
     for name in models:
@@ -137,11 +140,11 @@ def eval_command(
                 part = agent_eval(tasks, [loaded], repeats=repeats, temperature=temperature, seed=seed,
                                   max_new_tokens=max_new_tokens, constrained=constrained,
                                   examples=not no_examples, max_steps=max_steps, limit=limit, fresh=fresh,
-                                  progress=True, store=store)
+                                  progress=True, store=store, concurrency=concurrency)
                 result.rows += part.rows
         finally:
             loaded.close()
-    Console().print(result.table().to_rich())
+    result.print()
     if out is not None:
         for path in result.save(out):
             err(f"wrote {path}")

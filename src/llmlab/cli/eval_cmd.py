@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from .main import ConcurrencyOpt, RpmOpt, TpmOpt, app, err
+from .main import BalanceOpt, ConcurrencyOpt, RpmOpt, TpmOpt, app, err
 
 Repeatable = list[str] | None
 
@@ -73,9 +73,7 @@ def eval_command(
     concurrency: ConcurrencyOpt = 1,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
-    balance: Annotated[str | None, typer.Option(
-        "--balance", help="remote models with several servers: least-busy (default) | round-robin",
-        show_default=False)] = None,
+    balance: BalanceOpt = None,
     field: Annotated[Repeatable, typer.Option(
         "--field", help="with --benchmark: NAME=COLUMN for a file in another layout, e.g. "
         "question=prompt or choices=options.text (repeatable)")] = None,

@@ -75,6 +75,7 @@ def run_command(
         _print_single(result)
     else:
         _print_rows(result)
+        _cost(result)
         _stored(result, out)
 
 
@@ -101,6 +102,15 @@ def _print_rows(result) -> None:
     for _, row in frame.iterrows():
         t.add_row(row["id"], *(row[s] for s in result.steps), row["error"])
     Console().print(t.to_rich())
+
+
+def _cost(result) -> None:
+    from rich.console import Console
+
+    from ..tally import print_cost
+
+    table, notes, _ = result.cost
+    print_cost(table, notes, Console())
 
 
 def _stored(result, out) -> None:
@@ -142,6 +152,7 @@ def eval_command(
     for note in evaluation.result.notes:
         err(note)
     Console().print(evaluation.table.to_rich())
+    _cost(evaluation.result)
     sys.stdout.flush()
     _stored(evaluation.result, None)
     if out is not None:

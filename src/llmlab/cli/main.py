@@ -33,6 +33,9 @@ RpmOpt = Annotated[int | None, typer.Option(
 TpmOpt = Annotated[int | None, typer.Option(
     "--tpm", help="remote models: at most this many tokens a minute (estimated before sending)",
     show_default=False)]
+BalanceOpt = Annotated[str | None, typer.Option(
+    "--balance", help="remote models with several servers: least-busy (default) | round-robin",
+    show_default=False)]
 
 
 @app.callback()

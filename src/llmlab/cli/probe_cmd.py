@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from .main import ConcurrencyOpt, RpmOpt, TpmOpt, app, err
+from .main import BalanceOpt, ConcurrencyOpt, RpmOpt, TpmOpt, app, err
 
 
 @app.command()
@@ -50,6 +50,7 @@ def probe(
     concurrency: ConcurrencyOpt = 1,
     rpm: RpmOpt = None,
     tpm: TpmOpt = None,
+    balance: BalanceOpt = None,
 ):
     """Probe models for hallucination, non-determinism, bias, outdated knowledge and reasoning."""
     from rich.console import Console
@@ -72,7 +73,7 @@ def probe(
     models = model or ["smollm2"]
     from ..models.registry import check_options, load_options, resolve
 
-    options = load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm)
+    options = load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm, balance=balance)
     for name in models + ([judge] if judge else []):
         resolve(name)  # an unknown model or a bad option fails here, before anything loads
         check_options(name, options)

@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from .foundation import MaxNew, NCtx, Threads, _load
-from .main import app, err
+from .main import BalanceOpt, ConcurrencyOpt, RpmOpt, TpmOpt, app, err
 
 rag_app = typer.Typer(help="Retrieval-augmented generation: ingest, retrieve, ask with citations.",
                       no_args_is_help=True)
@@ -187,6 +187,10 @@ def evaluate(
     max_new_tokens: MaxNew = None,
     n_ctx: NCtx = None,
     threads: Threads = None,
+    concurrency: ConcurrencyOpt = 1,
+    rpm: RpmOpt = None,
+    tpm: TpmOpt = None,
+    balance: BalanceOpt = None,
 ):
     """hit@k, MRR@10, nDCG@10 and recall@10 of each retriever on your questions, with 95% intervals
     and paired tests; with -m, the answers' exact match, F1, containment, similarity to the reference
@@ -199,10 +203,12 @@ def evaluate(
     from ..checks import whole_number
     from ..config import prepare_out
     from ..errors import ConfigError, DataError
+    from ..models.registry import check_options, load_model, load_options
     from ..rag.collection import Collection
     from ..rag.evaluate import Answering, RetrievalEval, read_questions, tables
     from ..rag.retrieval import RERANKED, RETRIEVERS, check_retriever
     from ..runs import execute, progress_bar
+    from ..runs.runner import check_concurrency
     from ..store import Store
 
     retrievers = retriever or [*RETRIEVERS, *([RERANKED] if rerank else [])]
@@ -211,15 +217,20 @@ def evaluate(
     if judge and not model:
         raise ConfigError("--judge checks answers: give the answering model with -m MODEL too")
     whole_number("-k", k)
+    whole_number("--concurrency", concurrency)
     items = read_questions(questions)
     Collection.open(collection, store)
     if out is not None:
         prepare_out(out)
+    options = load_options(n_ctx=n_ctx, threads=threads, rpm=rpm, tpm=tpm, balance=balance)
+    for name in dict.fromkeys(m for m in (model, judge) if m):  # a bad option fails before anything loads
+        check_options(name, options)
     loaded = {}
     if model:
-        loaded[model] = _load(model, n_ctx, threads=threads)
+        loaded[model] = load_model(model, **options)
     if judge:
-        loaded.setdefault(judge, _load(judge, n_ctx, threads=threads))
+        loaded.setdefault(judge, load_model(judge, **options))
+    check_concurrency(concurrency, loaded.values())
     needs_rerank = RERANKED in retrievers or (model and answer_retriever == RERANKED)
     answering = Answering(loaded[model], answer_retriever, k, max_new_tokens or 128,
                           loaded.get(judge)) if model else None
@@ -232,7 +243,7 @@ def evaluate(
     db = Store.open()
     try:
         with progress_bar(transient=True) as bar:
-            outcome = execute(kind, db, fresh=fresh, progress=bar)
+            outcome = execute(kind, db, fresh=fresh, progress=bar, concurrency=concurrency)
     except KeyboardInterrupt as exc:  # a RunInterrupted says what is stored and how to resume
         err(str(exc) or "interrupted")
         raise typer.Exit(130) from None
@@ -242,13 +253,18 @@ def evaluate(
     report = tables(outcome.summary, kind.header())
     for table in report:
         console.print(table.to_rich())
+    from ..tally import cost_section, markdown_with_cost, print_cost
+
+    cost, cost_notes, spent = cost_section(outcome.results.values())
+    print_cost(cost, cost_notes, console)
     if outcome.summary["unanswerable"]:
         err(f"{len(outcome.summary['unanswerable'])} question(s) have no relevant chunk in {collection} and "
             f"are not scored: {', '.join(outcome.summary['unanswerable'])}")
     if out is not None:
-        (out / "results.json").write_text(json.dumps({"header": kind.header(), "summary": outcome.summary},
+        (out / "results.json").write_text(json.dumps({"header": kind.header(), "summary": outcome.summary,
+                                                      "cost": {"models": spent, "notes": cost_notes}},
                                                      indent=2), encoding="utf-8")
-        (out / "report.md").write_text("\n\n".join(t.to_markdown() for t in report) + "\n", encoding="utf-8")
+        (out / "report.md").write_text(markdown_with_cost(report, cost, cost_notes), encoding="utf-8")
         rows = [[q, r, *(m["per_question"][k].get(q) for k in m["per_question"])]
                 for r, m in outcome.summary["retrievers"].items() for q in m["per_question"]["hit@5"]]
         from ..rag.evaluate import METRICS

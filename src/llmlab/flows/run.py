@@ -9,7 +9,8 @@
 Over a dataset a flow is a run like evaluations and probes (``llmlab.runs``): one unit per row, keyed
 by the row's id, holding each step's output, raw answer, seconds and the id of its call in the call
 log. A finished row is stored at once, so Ctrl-C loses at most the row in hand, and the same command
-resumes; a changed flow, data file or model file starts a fresh run. Every step's call is logged in
+resumes; a changed flow, data file or model file starts a fresh run. Each row also stores what its
+steps spent per model (``llmlab.tally``), which the report prices. Every step's call is logged in
 the store the run lives in (a loaded model that already logs elsewhere keeps its own log). A row
 whose step fails -- an answer that does not match the schema, a prompt beyond the context window, a
 field its output lacks -- keeps the outputs before it and that step's one-line error, and the run
@@ -157,6 +158,7 @@ class FlowKind(RunKind):
     """A flow over rows as a kind of run: one unit per row, keyed by the row's id."""
 
     kind = "flow"
+    tally = True  # each row stores what its steps spent, per model
 
     def __init__(self, flow: Flow, rows: Rows, models: dict, store):
         self.flow, self.rows, self.models = flow, rows, models
@@ -197,13 +199,22 @@ class FlowResult:
     resumed: int = 0
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per model of the flow's steps, from every row's stored
+        usage: (table or None, notes, model -> figures)."""
+        from ..tally import cost_section
+
+        return cost_section(self.results)
+
     def outputs(self, step: str) -> list:
         """One step's output per row (None where the row failed before or at that step)."""
         return [r["outputs"].get(step) for r in self.results]
 
     def records(self) -> list[dict]:
         """One JSON-able record per row: id, the row's cells, each step's output, calls and error."""
-        return [{"id": i, "row": row, "outputs": r["outputs"], "calls": r["calls"], "error": r["error"]}
+        return [{"id": i, "row": row, "outputs": r["outputs"], "calls": r["calls"], "error": r["error"],
+                 "usage": r.get("usage")}
                 for i, row, r in zip(self.rows.ids, self.rows.records, self.results, strict=True)]
 
     @property
@@ -299,17 +310,20 @@ def run_flow(flow: Flow, data=None, *, text: str | None = None, input_col: str |
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     """Stored flow runs re-opened (``llmlab runs show ID``): each row's step outputs, from the store."""
-    from ..runs.table import Table, show_tables
+    from ..runs.table import Table
+    from ..tally import cost_section, show_with_cost
 
-    tables = []
+    tables, units = [], []
     for run in rows:
         h = run["header"]
         steps = h.get("steps") or []
         table = Table(["id", *steps, "error"], title=f"flow {h.get('flow')} on {h.get('dataset')} "
                       f"(run {run['id']}, {run['done']}/{run['planned']} rows)", title_justify="left")
         for key, r in store.units(run["id"]).items():
+            units.append(r)
             cells = [r["outputs"].get(s) for s in steps]
             table.add_row(key, *(c if c is None or isinstance(c, str) else json.dumps(c) for c in cells),
                           r.get("error") or "")
         tables.append(table)
-    return show_tables(tables, fmt, console)
+    cost, notes, _ = cost_section(units, reopened=True)
+    return show_with_cost(tables, cost, notes, fmt, console)

@@ -2,7 +2,8 @@
 people, the pairwise verdicts; printed, saved, or re-opened from the store (``llmlab runs show``).
 
 Scales are the libraries' own: ROUGE, exact match, F1 and pass@k are shares (0-1); BLEU and chrF
-are sacrebleu's 0-100; the judge's score is on the rubric's scale.
+are sacrebleu's 0-100; the judge's score is on the rubric's scale. Every report ends with the tokens
+and estimated cost per model, the judge's included (``llmlab.tally``), from the units' stored usage.
 
 What it gives up: no significance tests between models (the intervals are per model); outputs are
 kept in the store and in ``predictions.jsonl``, but the terminal shows figures only.
@@ -54,6 +55,17 @@ class GenResult:
     runs: list[GenRun]
     pairwise: PairRun | None = None
     notes: list[str] = field(default_factory=list)
+    reopened: bool = False  # from the store: priced at today's prices
+
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per model (the judge's too) over every unit of the runs:
+        (table or None, notes, model -> figures)."""
+        from ..tally import cost_section
+
+        units = [u for r in self.runs for u in r.items + r.labelled]
+        units += list(self.pairwise.results.values()) if self.pairwise is not None else []
+        return cost_section(units, self.reopened)
 
     @property
     def tables(self) -> list[Table]:
@@ -96,18 +108,23 @@ class GenResult:
     def print(self, console=None) -> None:
         from ..runs.table import print_tables
 
-        print_tables(self.tables, self.notes, console)
+        table, notes, _ = self.cost
+        print_tables(self.tables + ([table] if table is not None else []), self.notes + notes, console)
 
     def to_markdown(self) -> str:
-        return "\n\n".join(t.to_markdown() for t in self.tables) + "\n"
+        from ..tally import markdown_with_cost
+
+        table, notes, _ = self.cost
+        return markdown_with_cost(self.tables, table, notes)
 
     @property
     def report(self) -> dict:
+        _, notes, figures = self.cost
         return {"task": self.task, "source": self.source,
                 "runs": [{"model": r.model, "run_id": r.run_id, **r.summary} for r in self.runs],
                 "pairwise": None if self.pairwise is None else
                 {**self.pairwise.head, "run_id": self.pairwise.run_id, **self.pairwise.summary},
-                "notes": self.notes}
+                "cost": {"models": figures, "notes": notes}, "notes": self.notes}
 
     def save(self, out) -> None:
         out = Path(out)
@@ -142,12 +159,13 @@ def _ci(metric: str, low, high) -> str:
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     """Stored generation runs re-opened (``llmlab runs show ID``) from their units and summaries."""
-    from ..runs.table import show_tables
+    from ..tally import cost_section, show_with_cost
     from .run import summarise
 
-    tables, by_task = [], {}
+    tables, by_task, units = [], {}, []
     for r in rows:
         results = store.units(r["id"])
+        units += results.values()
         h = r["header"]
         if h.get("mode") == "pairwise":
             summary = r["summary"]
@@ -162,4 +180,6 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
         result.runs.append(GenRun.from_results(r["model"], r["id"], results, summary))
     for result in by_task.values():
         tables = result.tables + tables
-    return show_tables(tables, fmt, console)
+    cost, notes, _ = cost_section(units, reopened=True)  # every run shown, at today's prices
+    return show_with_cost(tables, cost, notes, fmt, console)
+

@@ -34,6 +34,7 @@ class _Kind(RunKind):
     """What both kinds here share: the identity and header are worked out once, when built."""
 
     kind = "generation"
+    tally = True  # each unit stores what its generations spent, per model (the judge's too)
     ident: dict
     head: dict
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..config import GenerationConfig
 from ..errors import PromptError
+from ..tally import count, cpu_clock
 from .events import Timings, TokenLogprob, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class Response:
         self._callbacks: list[Callable[[Response], None]] = []
         self._iterating = False
         self._cancel = cancel if cancel is not None else threading.Event()
+        self._cpu_start: float | None = None  # this process's CPU clock when the call started
 
     @property
     def text(self) -> str:
@@ -93,6 +95,7 @@ class Response:
             raise PromptError("this response is already being streamed")
         self._iterating = True
         self.started_at = time.time()
+        self._cpu_start = cpu_clock()
         start = time.perf_counter()
         first = last = None
         usage = None
@@ -145,6 +148,7 @@ class Response:
             self.started_at = time.time()
             self.interrupted = True
             self.finish_reason = "interrupted"
+            self._cpu_start = cpu_clock()
             now = time.perf_counter()
             self._finish(now, None, None, now)
         return self
@@ -160,6 +164,7 @@ class Response:
                 t.decode_tps = (self.usage.completion_tokens - 1) / (last - first)
         self.done = True
         self._iterating = False
+        count(self, self._cpu_start)  # to the unit of a run that made this call (tally.py)
         for callback in self._callbacks:
             callback(self)
         if self.model.logger is not None:

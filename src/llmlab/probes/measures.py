@@ -35,6 +35,7 @@ class Record:
     settings: dict = field(default_factory=dict)
     call_id: int | None = None      # the row in the call log, when logging is on
     error: str | None = None
+    usage: dict | None = None       # what its generations spent, per model (``llmlab.tally``)
 
     def to_dict(self) -> dict:
         return asdict(self)

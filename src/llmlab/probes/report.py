@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..checks import utc_now
 from ..runs.table import Column, Raw, Table, md
+from ..tally import cost_markdown
 from .runner import ProbeRun
 
 
@@ -82,6 +83,10 @@ def print_run(run: ProbeRun, console, examples: bool = True) -> None:
     console.print(figures_table(run).to_rich())
     if examples:
         console.print(answers_table(run).to_rich())
+    from ..tally import print_cost
+
+    table, notes, _ = run.cost
+    print_cost(table, notes, console)
 
 
 def print_summary(runs: list[ProbeRun], console) -> None:
@@ -161,6 +166,9 @@ def markdown(runs: list[ProbeRun], created: str) -> str:
                 answers.add_row(Raw(f"<a id=\"{_anchor(run, r.id)}\"></a>{r.id}"), r.item, r.sample, r.sent,
                                 r.answer, verdict, r.error or r.reason)
             lines += [figures.to_markdown(), "", answers.to_markdown()]
+        table, notes, _ = run.cost
+        if table is not None:
+            lines += ["", cost_markdown(table, notes).replace("## ", "### ", 1)]
     return "\n".join(lines) + "\n"
 
 
@@ -170,6 +178,8 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
 
     runs = [probe_run({**r["header"], "model": r["model"], "suite": r["subject"]}, store.units(r["id"]),
                       r["summary"] or {}, run_id=r["id"]) for r in rows]
+    for run in runs:
+        run.reopened = True  # its cost is at today's prices
     if fmt == "markdown":
         return markdown(runs, rows[0]["finished"] or rows[0]["created"])
     if fmt == "csv":

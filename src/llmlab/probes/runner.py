@@ -54,6 +54,7 @@ class ProbeRun:
     id: int | None = None      # the run's id in the store once stored
     checks: list[dict] | None = None  # name, description, measure, judge (described), settings
     resumed: int = 0           # answers found already stored when the run started
+    reopened: bool = False     # read back from the store: priced at today's prices
 
     def __post_init__(self):
         if self.checks is None:
@@ -65,6 +66,14 @@ class ProbeRun:
     def figures_of(self, check: str) -> list[Figure]:
         return [f for f in self.figures if f.check == check]
 
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per model (the judge too): (table or None, notes,
+        model -> figures), from every record's stored usage."""
+        from ..tally import cost_section
+
+        return cost_section([{"usage": r.usage} for r in self.records], self.reopened)
+
     def to_dict(self) -> dict:
         return {
             "id": self.id, "suite": self.suite.name, "suite_path": str(self.suite.path),
@@ -73,6 +82,7 @@ class ProbeRun:
             "finished": self.finished,
             "checks": self.checks,
             "figures": [f.to_dict() for f in self.figures],
+            "cost": {"models": self.cost[2], "notes": self.cost[1]},
             "records": [r.to_dict() for r in self.records],
         }
 
@@ -119,6 +129,7 @@ class ProbeKind(RunKind):
     """One model on one suite as a kind of run: a unit per prompt x sample, judged as it is answered."""
 
     kind = "probe"
+    tally = True  # each answer stores what it spent, per model (the judge's too)
 
     def __init__(self, model, suite: Suite, samples=None, limit=None, max_new_tokens=None, judge_model=None,
                  store=None, progress: Callable[[Record], None] | None = None):

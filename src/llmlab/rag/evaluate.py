@@ -12,7 +12,9 @@ runs``. Retrieval metrics are ranx's (hit@1/5/10, MRR@10, nDCG@10, recall@10; bi
 per question, with a 95% bootstrap interval of the mean (scipy) and paired permutation tests
 between retrievers on hit@5 and nDCG@10 (scipy). A test checks ranx's numbers against pytrec_eval
 (trec_eval). Answer metrics are ``answer_eval.py``'s (SQuAD exact match and F1, contained,
-embedding similarity, faithfulness by a judge), each with its bootstrap interval.
+embedding similarity, faithfulness by a judge), each with its bootstrap interval. Each answer unit
+stores what the answering model and the judge spent (``llmlab.tally``), which the report prices;
+with a remote model, answers can be asked several at a time (``--concurrency``).
 
 What it gives up: a question whose evidence is in no chunk cannot be scored and is left out (and
 counted: ``unanswerable``); evidence split across two chunks is in neither.
@@ -21,6 +23,7 @@ counted: ``unanswerable``); evidence split across two chunks is in neither.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,10 +114,14 @@ class RetrievalEval(RunKind):
     the answers."""
 
     kind = "rag"
+    tally = True  # an answer unit stores what the answering model and the judge spent
 
     def __init__(self, questions: list[dict], collection: str, store=None, retrievers=RETRIEVERS,
                  source: str = "", rerank=None, answering: Answering | None = None):
         self.questions, self.collection, self.store = questions, collection, store
+        # units may run in threads (--concurrency, remote models): the collection, the embedder and a
+        # reranker are used one unit at a time, and only the answering model's and judge's calls overlap
+        self.local = threading.Lock()
         self.retrievers = list(retrievers)
         for r in self.retrievers + ([answering.retriever] if answering else []):
             check_retriever(r, rerank)
@@ -161,28 +168,36 @@ class RetrievalEval(RunKind):
         retriever, q = unit.payload
         if retriever == "answer":
             return self.answer_unit(q)
-        hits = retrieve(q["question"], self.collection, retriever=retriever, k=DEPTH, store=self.store,
-                        rerank=self.rerank)
+        with self.local:
+            hits = retrieve(q["question"], self.collection, retriever=retriever, k=DEPTH, store=self.store,
+                            rerank=self.rerank)
         return {"retriever": retriever, "id": q["id"], "ranked": [h.id for h in hits]}
 
     def answer_unit(self, q: dict) -> dict:
-        from .answer import ask
+        from ..config import GenerationConfig
+        from .answer import parse_citations, prepare
         from .answer_eval import FaithfulnessJudge, faithfulness, reference_scores
         from .ingestion import get_embedder
 
         a = self.answering
-        answer = ask(q["question"], self.collection, model=a.model, k=a.k, retriever=a.retriever,
-                     store=self.store, max_new_tokens=a.max_new_tokens, rerank=self.rerank)
-        out = {"retriever": "answer", "id": q["id"], "answer": answer.text, "citations": answer.citations,
-               "invalid_citations": answer.invalid, "dropped": answer.dropped,
-               "context": [h.id for h in answer.context], "scores": {"cited": float(bool(answer.citations))}}
+        with self.local:  # what ``ask`` does, with the model's call outside the lock
+            messages, context, dropped = prepare(q["question"], self.collection, a.model, k=a.k,
+                                                 retriever=a.retriever, store=self.store,
+                                                 max_new_tokens=a.max_new_tokens, rerank=self.rerank)
+        text = a.model.generate(messages, GenerationConfig(max_new_tokens=a.max_new_tokens,
+                                                           temperature=0.0)).text
+        citations, invalid = parse_citations(text, len(context))
+        out = {"retriever": "answer", "id": q["id"], "answer": text, "citations": citations,
+               "invalid_citations": invalid, "dropped": dropped,
+               "context": [h.id for h in context], "scores": {"cited": float(bool(citations))}}
         references = q.get("answer")
         if references:
             references = [references] if isinstance(references, str) else list(references)
-            embedder = get_embedder(Collection.open(self.collection, self.store).meta["embedder"])
-            out["scores"].update(reference_scores(answer.text, references, embedder))
+            with self.local:
+                embedder = get_embedder(Collection.open(self.collection, self.store).meta["embedder"])
+                out["scores"].update(reference_scores(text, references, embedder))
         if a.judge is not None:
-            verdicts = FaithfulnessJudge(a.judge).judge(answer.text, [h.text for h in answer.context])
+            verdicts = FaithfulnessJudge(a.judge).judge(text, [h.text for h in context])
             out["verdicts"] = verdicts
             out["faithfulness"] = faithfulness(verdicts)
             if out["faithfulness"]["faithfulness"] is not None:
@@ -298,8 +313,9 @@ def tables(summary: dict, header: dict) -> list:
 
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     """Stored retrieval evaluations re-opened (``llmlab runs show``)."""
-    from ..runs.table import show_tables
+    from ..tally import cost_section, show_with_cost
 
     empty = {"retrievers": {}, "tests": [], "unanswerable": []}
-    return show_tables([t for row in rows for t in tables(row["summary"] or empty, row["header"])], fmt,
-                       console)
+    cost, notes, _ = cost_section([u for row in rows for u in store.units(row["id"]).values()], reopened=True)
+    return show_with_cost([t for row in rows for t in tables(row["summary"] or empty, row["header"])], cost,
+                          notes, fmt, console)

@@ -40,6 +40,9 @@ class RunKind(ABC):
     model: str | None = None     # shown by `llmlab runs`
     subject: str | None = None   # the task, suite or what was measured
     label: str = ""              # the progress bar's description
+    # the runner counts each unit's generations per model (``llmlab.tally``) and stores them with its
+    # result under ``usage``; kinds that count their own tokens (evaluations, benchmarks) leave it off
+    tally: ClassVar[bool] = False
 
     @abstractmethod
     def identity(self) -> dict:

@@ -111,7 +111,19 @@ def check_concurrency(concurrency: int, models) -> int:
 
 def attempt(kind: RunKind, unit: Unit, tries: int = UNIT_TRIES) -> dict:
     """``kind.run_unit(unit)``, run again when a server failed on the way (a ``TransientError``:
-    unreachable, busy, a dropped connection), which another server of a pool or a moment may cure."""
+    unreachable, busy, a dropped connection), which another server of a pool or a moment may cure.
+    For a kind that asks (``tally``) the result carries what its generations spent, per model, under
+    ``usage`` (failed tries included: their tokens were spent too)."""
+    if not kind.tally:
+        return _tries(kind, unit, tries)
+    from ..tally import tally
+
+    with tally() as spent:
+        result = _tries(kind, unit, tries)
+    return {**result, "usage": spent.to_dict()}
+
+
+def _tries(kind: RunKind, unit: Unit, tries: int) -> dict:
     for n in range(tries):
         try:
             return kind.run_unit(unit)

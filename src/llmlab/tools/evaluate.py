@@ -10,16 +10,23 @@ Per model the table gives, with 95% bootstrap intervals over tasks: call accurac
 expected calls), irrelevance (share of no-tool tasks with no call), answer accuracy, and pass^k for
 k = 1..repeats as τ-bench defines it: for a task with n trials of which c succeed, the chance that k
 trials drawn without replacement all succeed, C(c, k) / C(n, k), averaged over tasks. pass^1 is the
-mean success rate; pass^k falls as k grows unless the agent is reliable, which is the point.
+mean success rate; pass^k falls as k grows unless the agent is reliable, which is the point. Each
+trial stores what its replies spent (``llmlab.tally``), which the report prices per model; with a
+remote model, trials can run several at a time (``concurrency``), their tool calls one at a time.
+
+What it gives up: tasks are scored on their calls and final answer only, not on the path between;
+trials run at once wait for each other's tool calls.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import whole_number
 from ..config import GenerationConfig
 from ..errors import ConfigError
 from ..runs import RunKind, Table, Unit, execute, model_identity, progress_bar
@@ -55,6 +62,7 @@ class AgentEvalKind(RunKind):
     """One model over the tasks, ``repeats`` trials each."""
 
     kind = "agent"
+    tally = True  # each trial stores what its replies spent
 
     def __init__(self, model, tasks: list[AgentTask], tools: dict, *, source: str, digest: str,
                  repeats: int, config: GenerationConfig, constrained: bool, examples: bool,
@@ -146,6 +154,19 @@ def figures(tasks: list[AgentTask], results: list[dict], repeats: int) -> dict:
 class AgentEvalResult:
     source: str
     rows: list[dict] = field(default_factory=list)  # per model: name, mode, run_id, figures, results
+    reopened: bool = False  # from the store: priced at today's prices
+
+    @property
+    def cost(self) -> tuple:
+        """Tokens, CPU time and estimated cost per model (and call mode), from every trial's stored
+        usage: (table or None, notes, label -> figures)."""
+        from ..cost import report
+        from ..tally import run_usage
+
+        modes = len({r["mode"] for r in self.rows}) > 1
+        rows = [(f"{row['model']} · {row['mode']}" if modes else row["model"], use)
+                for row in self.rows for _, use in run_usage(row["results"], only=row["model"])]
+        return report(rows, reopened=self.reopened, what="model") if rows else (None, [], {})
 
     def table(self) -> Table:
         repeats = max((r["figures"]["repeats"] for r in self.rows), default=1)
@@ -165,13 +186,25 @@ class AgentEvalResult:
         return [{"model": row["model"], "mode": row["mode"], **r}
                 for row in self.rows for r in row["results"]]
 
+    def print(self, console=None) -> None:
+        from rich.console import Console
+
+        from ..tally import print_cost
+
+        console = console or Console()
+        console.print(self.table().to_rich())
+        print_cost(*self.cost[:2], console)
+
     def save(self, out) -> list[Path]:
         import json
+
+        from ..tally import markdown_with_cost
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         files = [out / "agent_eval.md", out / "agent_eval.csv", out / "trials.jsonl"]
-        files[0].write_text(self.table().to_markdown() + "\n", encoding="utf-8")
+        cost, notes, _ = self.cost
+        files[0].write_text(markdown_with_cost([self.table()], cost, notes), encoding="utf-8")
         files[1].write_text(self.table().to_csv(), encoding="utf-8")
         files[2].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.trials()),
                             encoding="utf-8")
@@ -187,9 +220,13 @@ def _ci(x: dict | None) -> str:
 def agent_eval(tasks_source: str | Path, models: list, *, repeats: int = 1, temperature: float = 0.0,
                seed: int = 0, max_new_tokens: int = 96, constrained: bool = True, examples: bool = True,
                max_steps: int = DEFAULT_MAX_STEPS, limit: int | None = None, db=None, fresh: bool = False,
-               progress: bool = False, store=None, model_options: dict | None = None) -> AgentEvalResult:
-    """Run the tasks with each model (names or loaded models) and score them; see the module doc."""
+               progress: bool = False, store=None, model_options: dict | None = None,
+               concurrency: int = 1) -> AgentEvalResult:
+    """Run the tasks with each model (names or loaded models) and score them; see the module doc.
+    ``concurrency`` > 1 runs that many trials at once (remote models only); tools still run one call
+    at a time."""
     from ..models.registry import load_model
+    from ..runs.runner import check_concurrency
     from ..store import Store
 
     if not isinstance(repeats, int) or repeats < 1:
@@ -201,17 +238,26 @@ def agent_eval(tasks_source: str | Path, models: list, *, repeats: int = 1, temp
     config = GenerationConfig(temperature=temperature, seed=seed, max_new_tokens=max_new_tokens)
     from .builtin import builtin_tools
 
+    whole_number("--concurrency", concurrency)
     made: dict[tuple[str, ...], list] = {}
-    tools = {}
+    tools, lock = {}, threading.Lock()
     for t in tasks:  # a bad tool name fails before any model loads
         if t.tools not in made:
             made[t.tools] = builtin_tools(list(t.tools), base=base, store=store)
+            if concurrency > 1:
+                made[t.tools] = [one_at_a_time(x, lock) for x in made[t.tools]]
         tools[t.id] = made[t.tools]
     result = AgentEvalResult(source)
     db_store = db if isinstance(db, Store) else Store.open(db)
     try:
         for spec in models:
             model = load_model(spec, log=False, **(model_options or {})) if isinstance(spec, str) else spec
+            try:
+                check_concurrency(concurrency, [model])
+            except ConfigError:
+                if isinstance(spec, str):
+                    model.close()
+                raise
             old_logger = model.logger
             if model.logger is None:
                 model.logger = db_store.log_response
@@ -220,7 +266,7 @@ def agent_eval(tasks_source: str | Path, models: list, *, repeats: int = 1, temp
                                      config=config, constrained=constrained, examples=examples,
                                      max_steps=max_steps, store=db_store)
                 with progress_bar(progress) as bar:
-                    outcome = execute(kind, db_store, fresh=fresh, progress=bar)
+                    outcome = execute(kind, db_store, fresh=fresh, progress=bar, concurrency=concurrency)
             finally:
                 model.logger = old_logger
                 if isinstance(spec, str):
@@ -234,11 +280,23 @@ def agent_eval(tasks_source: str | Path, models: list, *, repeats: int = 1, temp
     return result
 
 
+def one_at_a_time(tool, lock: threading.Lock):
+    """``tool`` whose calls wait for ``lock``: trials run at once share the tools (a collection, an
+    embedder), and a tool need not be safe to call from several threads."""
+    from dataclasses import replace
+
+    def call(**arguments):
+        with lock:
+            return tool.fn(**arguments)
+
+    return replace(tool, fn=call)
+
+
 def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
     """Stored agent runs re-opened (``llmlab runs show ID``): the same table, from the store."""
-    from ..runs.table import show_tables
+    from ..tally import show_with_cost
 
-    result = AgentEvalResult(", ".join(sorted({r["header"].get("tasks", "?") for r in rows})))
+    result = AgentEvalResult(", ".join(sorted({r["header"].get("tasks", "?") for r in rows})), reopened=True)
     for run in rows:
         h = run["header"]
         results = list(store.units(run["id"]).values())
@@ -250,4 +308,5 @@ def show_runs(store, rows: list[dict], fmt: str, console) -> str | None:
         mode = h.get("mode") or ("constrained" if h.get("constrained") else "unconstrained")
         result.rows.append({"model": run["model"], "mode": mode, "run_id": run["id"], "figures": summary,
                             "results": results})
-    return show_tables([result.table()], fmt, console)
+    cost, notes, _ = result.cost
+    return show_with_cost([result.table()], cost, notes, fmt, console)
