@@ -46,6 +46,7 @@ from ...errors import BackendError
 from ..decoding import ByteText, Decoding, token_logprob
 from ..events import Chunk, Usage
 from .lora import apply_lora
+from .mixed import fill
 from .sampling import logits_row, make_sampler, sample
 
 log = logging.getLogger("llmlab.serve")
@@ -116,7 +117,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Engine:
-    def __init__(self, model, parallel: int = 4, n_ctx_seq: int | None = None, n_batch: int = 512):
+    def __init__(self, model, parallel: int = 4, n_ctx_seq: int | None = None, n_batch: int = 512,
+                 batch_prompts: bool = False):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -151,6 +153,8 @@ class Engine:
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]
         self.reuse_prefix = model.reuse_prefix  # not for sampling on a sliding-window model (see model.py)
         self.active: list[_Seq] = []
+        self.batch_prompts = bool(batch_prompts)
+        self.filling: list[_Seq] = []  # batch_prompts: admitted, their prompts not all evaluated yet
         self.thread = threading.Thread(target=self._loop, name=f"engine-{model.info.name}", daemon=True)
         self.thread.start()
 
@@ -165,20 +169,22 @@ class Engine:
     # --- the loop --------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        admit, step = (self._enter, self._mixed_step) if self.batch_prompts else (self._admit, self._step)
         while True:
             while self.free:
                 try:
-                    job = self.inbox.get(block=not self.active)
+                    job = self.inbox.get(block=not (self.active or self.filling))
                 except queue.Empty:
                     break
                 if job is None:
                     return
-                self._admit(job)
-            if self.active:
+                admit(job)
+            if self.active or self.filling:
                 try:
-                    self._step()
+                    step()
                 except Exception as exc:  # never leave a waiting request without an answer
-                    for seq in list(self.active):
+                    waiting, self.filling = self.active + self.filling, []
+                    for seq in waiting:
                         self._finish(seq, error=BackendError(f"llama.cpp failed while generating: {exc}"))
 
     def _admit(self, job: Job) -> None:
@@ -188,10 +194,7 @@ class Engine:
         slot = self._pick_slot(job.tokens)
         seq = None
         try:
-            decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
-                                is_end=self.model.is_end, is_hidden=self.model.is_hidden,
-                                room=self.n_ctx_seq - len(job.tokens))
-            seq = _Seq(job, slot, make_sampler(job.config, self.n_vocab, self.llm._model), decoding)
+            seq = self._new_seq(job, slot)
             last_index = self._prefill(job.tokens, slot, job.cancel)
             if last_index is None:  # its client left during the prompt
                 self._forget(slot)
@@ -211,6 +214,12 @@ class Engine:
         finally:
             if not any(s.slot == slot for s in self.active):
                 self._release(slot)
+
+    def _new_seq(self, job: Job, slot: int) -> _Seq:
+        decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
+                            is_end=self.model.is_end, is_hidden=self.model.is_hidden,
+                            room=self.n_ctx_seq - len(job.tokens))
+        return _Seq(job, slot, make_sampler(job.config, self.n_vocab, self.llm._model), decoding)
 
     def _step(self) -> None:
         b = self.batch.batch
@@ -242,9 +251,7 @@ class Engine:
         The slot's cells for a prefix it already holds are kept (at least the last token is evaluated
         again, for fresh logits).
         """
-        if len(tokens) >= self.n_ctx_seq:
-            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
-                               "window of a served request")
+        self._check_length(tokens)
         keep = 0
         if self.reuse_prefix:  # whole blocks only: what is kept was computed as a cold prompt computes it
             keep = block_start(min(_common_prefix(self.cached[slot], tokens), len(tokens) - 1), self.n_batch)
@@ -267,6 +274,74 @@ class Engine:
             self.ctx.decode(self.batch)
             self.cached[slot].extend(part)
         return len(part) - 1
+
+    def _check_length(self, tokens: list[int]) -> None:
+        if len(tokens) >= self.n_ctx_seq:
+            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
+                               "window of a served request")
+
+    # --- batch_prompts: prompts evaluated in the generations' batches (mixed.py) -----------------
+
+    def _enter(self, job: Job) -> None:
+        """Give ``job`` a slot and keep the longest prefix of its prompt that the slot holds; its
+        prompt is evaluated by the next steps."""
+        if job.cancel.is_set():
+            job.out.put(Chunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
+            return
+        try:  # what would fail the whole batch fails this request alone, before it joins
+            self._check_length(job.tokens)
+            if not job.tokens or not all(0 <= t < self.n_vocab for t in job.tokens):
+                raise BackendError("the prompt is empty or holds a token id outside the vocabulary")
+        except BackendError as exc:
+            job.out.put(exc)
+            return
+        slot = self._pick_slot(job.tokens)
+        try:
+            seq = self._new_seq(job, slot)
+        except Exception as exc:
+            self._release(slot)
+            job.out.put(exc if isinstance(exc, BackendError) else
+                        BackendError(f"llama.cpp failed on this request: {exc}"))
+            return
+        keep = 0
+        if self.reuse_prefix:  # any length: at least the last token is evaluated again, for its logits
+            keep = min(_common_prefix(self.cached[slot], job.tokens), len(job.tokens) - 1)
+        self.kept = keep
+        self.ctx.kv_cache_seq_rm(slot, keep, -1)
+        self.cached[slot] = list(job.tokens[:keep])
+        seq.pos = keep
+        self.filling.append(seq)
+
+    def _mixed_step(self) -> None:
+        for seq in [s for s in self.active + self.filling if s.job.cancel.is_set()]:
+            if seq in self.filling:
+                log.warning("a client left after %d of its prompt's %d tokens were evaluated; slot %d "
+                            "is free", seq.pos, len(seq.job.tokens), seq.slot)
+                self.filling.remove(seq)
+            self._finish(seq, reason="interrupted")
+        if not (self.active or self.filling):
+            return
+        plan = fill(self.batch.batch, self.active, self.filling, self.n_batch)
+        try:
+            self.ctx.decode(self.batch)
+        except RuntimeError as exc:
+            for seq, _, _ in plan:
+                self.filling = [s for s in self.filling if s is not seq]
+                self._finish(seq, error=BackendError(f"llama.cpp failed while generating: {exc}"))
+            return
+        for seq, tokens, row in plan:
+            seq.pos += len(tokens)
+            self.cached[seq.slot].extend(tokens)
+            if row < 0:
+                continue
+            if seq in self.filling:  # its whole prompt is in: it generates from now on
+                self.filling.remove(seq)
+                self.active.append(seq)
+            try:
+                self._take(seq, row)
+            except Exception as exc:  # a failure in one sequence's sampling is its own
+                self._finish(seq, error=exc if isinstance(exc, BackendError) else
+                             BackendError(f"llama.cpp failed on this request: {exc}"))
 
     def _take(self, seq: _Seq, index: int) -> None:
         """Sample the next token of ``seq`` from batch row ``index`` and pass on its text."""
