@@ -1,4 +1,6 @@
-"""The serving engine's prompt-prefix reuse: fewer tokens evaluated, the same greedy answers."""
+"""The serving engine: prompt-prefix reuse (fewer tokens evaluated, the same greedy answers), and the
+``batch_prompts`` mode (``llmlab serve --batch-prompts``): concurrent answers, cancellation during a
+prompt, one bad request among good ones, the flag from the command line to the engine."""
 
 from __future__ import annotations
 
