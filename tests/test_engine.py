@@ -1,12 +1,16 @@
-"""The serving engine's prompt-prefix reuse: fewer tokens evaluated, the same greedy answers."""
+"""The serving engine: prompt-prefix reuse (fewer tokens evaluated, the same greedy answers), and the
+``batch_prompts`` mode (``llmlab serve --batch-prompts``): concurrent answers, cancellation during a
+prompt, one bad request among good ones, the flag from the command line to the engine."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
 from llmlab.chat import Message
 from llmlab.config import GenerationConfig
-from llmlab.models.llamacpp.engine import Engine, Job
+from llmlab.models.llamacpp.engine import Engine, Job, _common_prefix
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=24)
 
@@ -35,8 +39,6 @@ def prompt(smollm2, question: str) -> list[int]:
 
 
 def test_a_shared_prefix_is_not_evaluated_again(engine, smollm2):
-    from llmlab.models.llamacpp.engine import _common_prefix
-
     first = prompt(smollm2, "Write one sentence about the sea, the waves and the wind over the water.")
     second = prompt(smollm2, "Write one sentence about the sea, the waves and the birds over the water.")
     from llmlab.models.llamacpp.engine import block_start
@@ -94,3 +96,121 @@ def test_task_prompts_answer_the_same_with_the_instruction_cached(engine, smollm
     finally:
         cold_engine.close()
     assert warm == cold
+
+
+# --- batch_prompts: prompts evaluated in the generations' batches (llmlab serve --batch-prompts) ---
+
+SHORT = GenerationConfig(temperature=0, max_new_tokens=8)
+QUESTIONS = ["Write one sentence about the sea.", "Give me a short fact about bees.",
+             "Write one sentence about owls.", "Give me a short fact about volcanoes.",
+             "Write one sentence about trains.", "Give me a short fact about the moon."]
+
+
+def collect(job: Job):
+    """A job's text and last chunk, or the exception it ended with."""
+    text = []
+    while True:
+        item = job.out.get(timeout=120)
+        if isinstance(item, Exception):
+            return item
+        text.append(item.text)
+        if item.finish_reason:
+            return "".join(text), item
+
+
+@pytest.fixture(scope="module")
+def mixed(smollm2):
+    """The batch_prompts engine, with a small batch so that a longer prompt takes several steps."""
+    eng = Engine(smollm2, parallel=3, n_ctx_seq=512, n_batch=64, batch_prompts=True)
+    yield eng
+    eng.close()
+
+
+class CancelAfter(threading.Event):
+    """A cancel flag that sets itself once the engine has looked at it ``n`` times: a client that
+    leaves at a known point, with no sleeps."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def is_set(self) -> bool:
+        self.n -= 1
+        if self.n < 0:
+            self.set()
+        return super().is_set()
+
+
+def test_batched_prompts_answer_concurrent_requests(mixed, engine, smollm2):
+    """Six requests for three slots at once: each answer is its own, and one alone equals the exact
+    mode's answer (with other prompts beside it a greedy answer may change; see engine.py)."""
+    prompts = [prompt(smollm2, q) for q in QUESTIONS]
+    jobs = [mixed.submit(Job(list(p), SHORT)) for p in prompts]
+    together = [collect(j) for j in jobs]
+    alone = [collect(mixed.submit(Job(list(p), SHORT))) for p in prompts[:2]]
+    exact = [collect(engine.submit(Job(list(p), SHORT))) for p in prompts[:2]]
+    assert [a[0] for a in alone] == [e[0] for e in exact]
+    assert all(t[1].usage.completion_tokens == 8 and t[1].usage.prompt_tokens == len(p)
+               for t, p in zip(together, prompts, strict=True))
+    for (text, _), topic in zip(together, ["sea", "bee", "owl", "volcano", "train", "moon"], strict=True):
+        assert topic in text.lower()  # not another request's continuation
+    assert not mixed.active and not mixed.filling and sorted(mixed.free) == [0, 1, 2]
+
+
+def test_batched_prompts_reuse_any_cached_prefix_length(mixed, smollm2):
+    first = prompt(smollm2, "Write one sentence about the sea, the waves and the wind over the water.")
+    second = prompt(smollm2, "Write one sentence about the sea, the waves and the birds over the water.")
+    for slot in range(mixed.parallel):
+        mixed._forget(slot)
+    collect(mixed.submit(Job(first, SHORT)))
+    collect(mixed.submit(Job(second, SHORT)))
+    assert mixed.kept == _common_prefix(first, second)
+
+
+def test_batched_prompts_cancelled_mid_prompt_frees_the_slot(mixed, smollm2):
+    long = prompt(smollm2, "Summarise this: " + "the cat sat on the mat and looked at the sea. " * 20)
+    assert len(long) > 3 * mixed.n_batch
+    # looked at on admission and before each step: cancelled once one batch of the prompt is in
+    result = collect(mixed.submit(Job(long, SHORT, CancelAfter(2))))
+    assert result[1].finish_reason == "interrupted" and result[1].usage.completion_tokens == 0
+    assert sorted(mixed.free) == [0, 1, 2] and not mixed.filling
+    assert len(long) > mixed.kept + mixed.n_batch  # the slot holds what it kept and one batch, no more
+    assert long[:mixed.kept + mixed.n_batch] in mixed.cached
+    text, last = collect(mixed.submit(Job(prompt(smollm2, QUESTIONS[1]), SHORT)))
+    assert "bee" in text.lower() and last.finish_reason == "length"
+
+
+def test_batched_prompts_one_bad_request_fails_alone(mixed, smollm2):
+    from llmlab.errors import BackendError
+
+    good = prompt(smollm2, QUESTIONS[0])
+    alone = collect(mixed.submit(Job(list(good), SHORT)))
+    jobs = [mixed.submit(Job(list(good), SHORT)),
+            mixed.submit(Job(list(range(600)), SHORT)),  # beyond the 512-token window
+            mixed.submit(Job(good[:-1] + [mixed.n_vocab + 5], SHORT)),  # would fail the whole batch
+            mixed.submit(Job(list(good), SHORT))]
+    results = [collect(j) for j in jobs]
+    assert isinstance(results[1], BackendError) and "beyond the 512-token window" in str(results[1])
+    assert isinstance(results[2], BackendError) and "vocabulary" in str(results[2])
+    assert results[0][0] == results[3][0] == alone[0]
+
+
+@pytest.mark.parametrize("flag", [["--batch-prompts"], []])
+def test_the_batch_prompts_flag_reaches_the_engine(flag, monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from llmlab.cli.main import app
+    from llmlab.serve import server
+    from llmlab.serve.process import free_port
+
+    seen = {}
+
+    def run(app, models, **kw):  # instead of listening: look at what was loaded
+        seen["engine"] = models.by_name["smollm2"].model.engine
+    monkeypatch.setattr(server, "run", run)
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "calls.db"), "serve", "-m", "smollm2",
+                                      "--no-ui", "-q", "--parallel", "2", "--n-ctx", "256",
+                                      "--port", str(free_port()), *flag])
+    assert result.exit_code == 0, result.output
+    assert seen["engine"].batch_prompts is bool(flag)
+    assert seen["engine"].parallel == 2 and seen["engine"].n_ctx_seq == 256

@@ -3,6 +3,7 @@
     llmlab serve                                   # smollm2 on http://127.0.0.1:8000
     llmlab serve -m smollm2 -m llama3.2:1b=smollm2 -e minilm --port 11434
     llmlab serve --api-key secret                  # requests need Authorization: Bearer secret
+    llmlab serve --parallel 8 --batch-prompts      # faster under load; answers may depend on the batch
     llmlab serve -m smollm2 -m rag/novels@smollm2 --store ./rag   # answers from a collection, with sources
 
 The server listens on 127.0.0.1 unless ``--host`` says otherwise. FastAPI and uvicorn are imported
@@ -54,6 +55,10 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         "--api-key", help="require Authorization: Bearer KEY (default: $LLMLAB_API_KEY, else none)")] = None,
     parallel: Annotated[int, typer.Option(help="requests decoded together per GGUF model")] = 4,
+    batch_prompts: Annotated[bool, typer.Option(
+        "--batch-prompts", help="evaluate new prompts in the same llama.cpp batches as the running "
+        "generations: faster under concurrent load, but a greedy answer may then depend on the "
+        "other requests (default: each prompt alone, answers independent of the batch)")] = False,
     n_ctx: Annotated[int | None, typer.Option(
         "--n-ctx", help="context window of each request (default 4096 for a GGUF model)")] = None,
     queue_size: Annotated[int, typer.Option(help="requests that may wait per model before 503")] = 64,
@@ -99,7 +104,7 @@ def serve(
         err(f"warning: listening on {host}, reachable from other machines"
             + ("" if api_key else "; consider --api-key"))
     models = load_served(model or [], embedding or [], parallel=parallel, n_ctx=n_ctx,
-                         queue_size=queue_size, threads=threads, log=log,
+                         queue_size=queue_size, threads=threads, log=log, batch_prompts=batch_prompts,
                          rag_store=store, rag_k=rag_k, rag_retriever=rag_retriever)
     try:
         shown = f"[{host}]" if ":" in host else host

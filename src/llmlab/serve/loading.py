@@ -43,11 +43,14 @@ def serving_threads() -> int:
 
 def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int = 4, n_ctx: int | None = None,
                 queue_size: int = 64, threads: int | None = None, log: bool = True,
-                rag_store: str | None = None, rag_k: int = 5, rag_retriever: str = "hybrid") -> ServedModels:
+                batch_prompts: bool = False, rag_store: str | None = None, rag_k: int = 5,
+                rag_retriever: str = "hybrid") -> ServedModels:
     """Load every model named on the command line (each distinct model once).
 
     A GGUF model's ``n_ctx`` is each request's window in the engine (default 4096) and its threads
-    default to :func:`serving_threads`; other backends get only what the user set. ``rag_*`` apply
+    default to :func:`serving_threads`; ``batch_prompts`` puts its engine in the mode that evaluates
+    prompts in the generations' batches (faster; see ``engine.py``). Other backends get only what
+    the user set. ``rag_*`` apply
     to every ``rag/COLLECTION@MODEL`` spec (``rag_store`` as ``llmlab rag --store`` takes it).
     """
     from ..models.embedders import EMBEDDING_ALIASES, check_embedder_options, load_embedder, resolve_embedder
@@ -100,7 +103,8 @@ def load_served(specs: list[str], embedding_specs: list[str], *, parallel: int =
             if backend == "llamacpp":
                 from ..models.llamacpp.batched import BatchedModel
 
-                model = BatchedModel(model, parallel=parallel, n_ctx_seq=options["n_ctx"])
+                model = BatchedModel(model, parallel=parallel, n_ctx_seq=options["n_ctx"],
+                                     batch_prompts=batch_prompts)
                 workers = parallel
             else:
                 workers = 1

@@ -16,8 +16,9 @@ from .model import LlamaCppModel
 
 
 class BatchedModel(Model):
-    def __init__(self, inner: LlamaCppModel, parallel: int = 4, n_ctx_seq: int | None = None):
-        engine = Engine(inner, parallel=parallel, n_ctx_seq=n_ctx_seq)
+    def __init__(self, inner: LlamaCppModel, parallel: int = 4, n_ctx_seq: int | None = None,
+                 batch_prompts: bool = False):
+        engine = Engine(inner, parallel=parallel, n_ctx_seq=n_ctx_seq, batch_prompts=batch_prompts)
         info = dataclasses.replace(inner.info, extra=dict(inner.info.extra))
         info.context_length = engine.n_ctx_seq
         super().__init__(info)
@@ -28,7 +29,8 @@ class BatchedModel(Model):
         self.load_seconds = inner.load_seconds
         self.logger = inner.logger
         # generations run in the engine's context: each request's window, the slots beside it
-        self.runtime = {**inner.runtime, "n_ctx": engine.n_ctx_seq, "parallel": engine.parallel}
+        self.runtime = {**inner.runtime, "n_ctx": engine.n_ctx_seq, "parallel": engine.parallel,
+                        "batch_prompts": engine.batch_prompts}
         self._lock = threading.Lock()  # the inner model's own context
 
     def encode(self, text: str) -> list[int]:

@@ -1,11 +1,11 @@
 """Continuous batching for a served GGUF model: many requests decoded together in one llama.cpp context.
 
 One engine thread owns a private llama.cpp context (sharing the loaded weights) with ``parallel``
-sequence slots. Each step it admits waiting requests into free slots (their prompts are evaluated
-one by one), then decodes the next token of every active sequence in a single ``llama_decode``
-batch, so the cost of reading the weights is shared by all of them: that is where the throughput
-under concurrent load comes from. A request that is cancelled (its client went away) leaves its
-slot at the next step.
+sequence slots. Each step it admits waiting requests into free slots (in the default, exact mode
+their prompts are evaluated one by one), then decodes the next token of every active sequence in a
+single ``llama_decode`` batch, so the cost of reading the weights is shared by all of them: that is
+where the throughput under concurrent load comes from. A request that is cancelled (its client went
+away) leaves its slot at the next step.
 
 Each slot gets its own KV cache stream (``kv_unified = False``), laid out from position 0 exactly as
 when the request runs alone. That keeps greedy output identical whatever else is in the batch
@@ -18,9 +18,9 @@ bundled model this prefix reuse saved a quarter of the engine's time under 50 co
 Prompts are evaluated in blocks that start at fixed positions (16, 32, 64, ... doubling up to the
 batch size, then every batch size), and only whole blocks of a cached prefix are kept, so a token's
 cache cells are computed from the same batch whether its prompt comes cold or after another that
-shares its start. Reusing an
-arbitrary prefix length did not keep that: 12 of 60 greedy answers to the sentiment task's prompts
-(one instruction, then a review) changed once the instruction came from the cache.
+shares its start. Reusing an arbitrary prefix length did not keep that: 12 of 60 greedy answers to
+the sentiment task's prompts (one instruction, then a review) changed once the instruction came from
+the cache.
 
 The context uses flash attention. It made the 50-chat load test 1.2x faster and kept every
 concurrent answer equal to the same request alone (without it, prefix reuse left 1 of 50 differing
@@ -33,6 +33,29 @@ equal the in-process values exactly (with flash attention they differed by up to
 Each sequence gets its own sampler from ``sampling.make_sampler`` (the in-process model's, so a
 seed means the same), and its tokens go through the shared ``decoding.Decoding`` (stop strings,
 limits, hidden control tokens, log-probabilities when the request's config asks for them).
+
+With ``batch_prompts`` (``llmlab serve --batch-prompts``) the engine schedules as llama-server does:
+every waiting request is admitted into a free slot at once, keeping any length of cached prefix,
+and each step is ONE ``llama_decode`` batch of up to ``n_batch`` tokens holding the next token of
+every generating sequence and as many prompt tokens as fit, a long prompt split across steps
+(``mixed.py``); a sequence generates once its whole prompt is in. A prompt that could fail the
+whole batch (too long, a token outside the vocabulary) is refused before it joins. Measured on 2
+shared cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads): 99 tok/s against 77
+in the exact mode and 124 for llama-server -np 8 -t 2 (0.80x). The server's time is in llama_decode
+(its two llama.cpp threads busy throughout, the HTTP side under 3% of the CPU): 276 calls, 238 of
+them generating sequences alone (6.6 tokens, ~48 ms), 38 with prompts (25 tokens, ~110 ms: llama.cpp
+splits a batch over per-slot streams into ubatches taking as many tokens from each sequence).
+
+What it gives up: the exact mode stalls every generating sequence while a new prompt is evaluated
+alone, and reuses only whole blocks of a cached prefix. ``batch_prompts`` gives up the guarantee
+that a greedy answer does not depend on what else ran: where a prompt is cut, and so how its cache
+cells are computed, depends on the cache and on the other requests. Measured at temperature 0:
+the 50 chats of bench_serve.py, 0 of 50 answers differ from the exact mode's (concurrent or alone);
+the 100 sentiment prompts of sentiment_film_data.tsv (one instruction, then a review; 16 tokens),
+27 of 100 concurrent answers differ from the exact mode's, 32 of 100 asked one at a time (the
+instruction then comes from the cache at any length), and 5 of 100 differ between concurrent and
+alone, some in the label itself. Cutting prompts at the exact mode's block boundaries, one block
+per step, kept all 100 equal but was slower than the exact mode, so this mode does not.
 """
 
 from __future__ import annotations
@@ -46,6 +69,7 @@ from ...errors import BackendError
 from ..decoding import ByteText, Decoding, token_logprob
 from ..events import Chunk, Usage
 from .lora import apply_lora
+from .mixed import fill
 from .sampling import logits_row, make_sampler, sample
 
 log = logging.getLogger("llmlab.serve")
@@ -116,7 +140,8 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class Engine:
-    def __init__(self, model, parallel: int = 4, n_ctx_seq: int | None = None, n_batch: int = 512):
+    def __init__(self, model, parallel: int = 4, n_ctx_seq: int | None = None, n_batch: int = 512,
+                 batch_prompts: bool = False):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -151,6 +176,8 @@ class Engine:
         self.cached: list[list[int]] = [[] for _ in range(self.parallel)]
         self.reuse_prefix = model.reuse_prefix  # not for sampling on a sliding-window model (see model.py)
         self.active: list[_Seq] = []
+        self.batch_prompts = bool(batch_prompts)
+        self.filling: list[_Seq] = []  # batch_prompts: admitted, their prompts not all evaluated yet
         self.thread = threading.Thread(target=self._loop, name=f"engine-{model.info.name}", daemon=True)
         self.thread.start()
 
@@ -165,20 +192,22 @@ class Engine:
     # --- the loop --------------------------------------------------------------------------------
 
     def _loop(self) -> None:
+        admit, step = (self._enter, self._mixed_step) if self.batch_prompts else (self._admit, self._step)
         while True:
             while self.free:
                 try:
-                    job = self.inbox.get(block=not self.active)
+                    job = self.inbox.get(block=not (self.active or self.filling))
                 except queue.Empty:
                     break
                 if job is None:
                     return
-                self._admit(job)
-            if self.active:
+                admit(job)
+            if self.active or self.filling:
                 try:
-                    self._step()
+                    step()
                 except Exception as exc:  # never leave a waiting request without an answer
-                    for seq in list(self.active):
+                    waiting, self.filling = self.active + self.filling, []
+                    for seq in waiting:
                         self._finish(seq, error=BackendError(f"llama.cpp failed while generating: {exc}"))
 
     def _admit(self, job: Job) -> None:
@@ -188,10 +217,7 @@ class Engine:
         slot = self._pick_slot(job.tokens)
         seq = None
         try:
-            decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
-                                is_end=self.model.is_end, is_hidden=self.model.is_hidden,
-                                room=self.n_ctx_seq - len(job.tokens))
-            seq = _Seq(job, slot, make_sampler(job.config, self.n_vocab, self.llm._model), decoding)
+            seq = self._new_seq(job, slot)
             last_index = self._prefill(job.tokens, slot, job.cancel)
             if last_index is None:  # its client left during the prompt
                 self._forget(slot)
@@ -211,6 +237,12 @@ class Engine:
         finally:
             if not any(s.slot == slot for s in self.active):
                 self._release(slot)
+
+    def _new_seq(self, job: Job, slot: int) -> _Seq:
+        decoding = Decoding(job.config, len(job.tokens), ByteText(lambda t: self.llm.detokenize([t])),
+                            is_end=self.model.is_end, is_hidden=self.model.is_hidden,
+                            room=self.n_ctx_seq - len(job.tokens))
+        return _Seq(job, slot, make_sampler(job.config, self.n_vocab, self.llm._model), decoding)
 
     def _step(self) -> None:
         b = self.batch.batch
@@ -242,9 +274,7 @@ class Engine:
         The slot's cells for a prefix it already holds are kept (at least the last token is evaluated
         again, for fresh logits).
         """
-        if len(tokens) >= self.n_ctx_seq:
-            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
-                               "window of a served request")
+        self._check_length(tokens)
         keep = 0
         if self.reuse_prefix:  # whole blocks only: what is kept was computed as a cold prompt computes it
             keep = block_start(min(_common_prefix(self.cached[slot], tokens), len(tokens) - 1), self.n_batch)
@@ -267,6 +297,74 @@ class Engine:
             self.ctx.decode(self.batch)
             self.cached[slot].extend(part)
         return len(part) - 1
+
+    def _check_length(self, tokens: list[int]) -> None:
+        if len(tokens) >= self.n_ctx_seq:
+            raise BackendError(f"the prompt is {len(tokens)} tokens, beyond the {self.n_ctx_seq}-token "
+                               "window of a served request")
+
+    # --- batch_prompts: prompts evaluated in the generations' batches (mixed.py) -----------------
+
+    def _enter(self, job: Job) -> None:
+        """Give ``job`` a slot and keep the longest prefix of its prompt that the slot holds; its
+        prompt is evaluated by the next steps."""
+        if job.cancel.is_set():
+            job.out.put(Chunk("", finish_reason="interrupted", usage=Usage(len(job.tokens), 0)))
+            return
+        try:  # what would fail the whole batch fails this request alone, before it joins
+            self._check_length(job.tokens)
+            if not job.tokens or not all(0 <= t < self.n_vocab for t in job.tokens):
+                raise BackendError("the prompt is empty or holds a token id outside the vocabulary")
+        except BackendError as exc:
+            job.out.put(exc)
+            return
+        slot = self._pick_slot(job.tokens)
+        try:
+            seq = self._new_seq(job, slot)
+        except Exception as exc:
+            self._release(slot)
+            job.out.put(exc if isinstance(exc, BackendError) else
+                        BackendError(f"llama.cpp failed on this request: {exc}"))
+            return
+        keep = 0
+        if self.reuse_prefix:  # any length: at least the last token is evaluated again, for its logits
+            keep = min(_common_prefix(self.cached[slot], job.tokens), len(job.tokens) - 1)
+        self.kept = keep
+        self.ctx.kv_cache_seq_rm(slot, keep, -1)
+        self.cached[slot] = list(job.tokens[:keep])
+        seq.pos = keep
+        self.filling.append(seq)
+
+    def _mixed_step(self) -> None:
+        for seq in [s for s in self.active + self.filling if s.job.cancel.is_set()]:
+            if seq in self.filling:
+                log.warning("a client left after %d of its prompt's %d tokens were evaluated; slot %d "
+                            "is free", seq.pos, len(seq.job.tokens), seq.slot)
+                self.filling.remove(seq)
+            self._finish(seq, reason="interrupted")
+        if not (self.active or self.filling):
+            return
+        plan = fill(self.batch.batch, self.active, self.filling, self.n_batch)
+        try:
+            self.ctx.decode(self.batch)
+        except RuntimeError as exc:
+            for seq, _, _ in plan:
+                self.filling = [s for s in self.filling if s is not seq]
+                self._finish(seq, error=BackendError(f"llama.cpp failed while generating: {exc}"))
+            return
+        for seq, tokens, row in plan:
+            seq.pos += len(tokens)
+            self.cached[seq.slot].extend(tokens)
+            if row < 0:
+                continue
+            if seq in self.filling:  # its whole prompt is in: it generates from now on
+                self.filling.remove(seq)
+                self.active.append(seq)
+            try:
+                self._take(seq, row)
+            except Exception as exc:  # a failure in one sequence's sampling is its own
+                self._finish(seq, error=exc if isinstance(exc, BackendError) else
+                             BackendError(f"llama.cpp failed on this request: {exc}"))
 
     def _take(self, seq: _Seq, index: int) -> None:
         """Sample the next token of ``seq`` from batch row ``index`` and pass on its text."""
