@@ -10,21 +10,30 @@ import pytest
 
 from llmlab.chat import Message
 from llmlab.config import GenerationConfig
-from llmlab.models.llamacpp.engine import Engine, Job, _common_prefix
+from llmlab.models.llamacpp.blocks import common_prefix
+from llmlab.models.llamacpp.engine import Engine, Job
 
 GREEDY = GenerationConfig(temperature=0, max_new_tokens=24)
 
 
-def answer(engine: Engine, tokens: list[int]) -> tuple[str, int]:
-    job = engine.submit(Job(list(tokens), GREEDY, None))
+def collect(job: Job):
+    """A job's text and last chunk, or the exception it ended with."""
     text = []
     while True:
         item = job.out.get(timeout=120)
         if isinstance(item, Exception):
-            raise item
+            return item
         text.append(item.text)
         if item.finish_reason:
-            return "".join(text), item.usage.completion_tokens
+            return "".join(text), item
+
+
+def answer(engine: Engine, tokens: list[int]) -> tuple[str, int]:
+    got = collect(engine.submit(Job(list(tokens), GREEDY, None)))
+    if isinstance(got, Exception):
+        raise got
+    text, last = got
+    return text, last.usage.completion_tokens
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +50,9 @@ def prompt(smollm2, question: str) -> list[int]:
 def test_a_shared_prefix_is_not_evaluated_again(engine, smollm2):
     first = prompt(smollm2, "Write one sentence about the sea, the waves and the wind over the water.")
     second = prompt(smollm2, "Write one sentence about the sea, the waves and the birds over the water.")
-    from llmlab.models.llamacpp.engine import block_start
+    from llmlab.models.llamacpp.blocks import block_start
 
-    shared = _common_prefix(first, second)
+    shared = common_prefix(first, second)
     assert shared > 32  # the template's system prompt and most of the question
     for slot in range(engine.parallel):
         engine._forget(slot)
@@ -106,18 +115,6 @@ QUESTIONS = ["Write one sentence about the sea.", "Give me a short fact about be
              "Write one sentence about trains.", "Give me a short fact about the moon."]
 
 
-def collect(job: Job):
-    """A job's text and last chunk, or the exception it ended with."""
-    text = []
-    while True:
-        item = job.out.get(timeout=120)
-        if isinstance(item, Exception):
-            return item
-        text.append(item.text)
-        if item.finish_reason:
-            return "".join(text), item
-
-
 @pytest.fixture(scope="module")
 def mixed(smollm2):
     """The batch_prompts engine, with a small batch so that a longer prompt takes several steps."""
@@ -164,7 +161,7 @@ def test_batched_prompts_reuse_any_cached_prefix_length(mixed, smollm2):
         mixed._forget(slot)
     collect(mixed.submit(Job(first, SHORT)))
     collect(mixed.submit(Job(second, SHORT)))
-    assert mixed.kept == _common_prefix(first, second)
+    assert mixed.kept == common_prefix(first, second)
 
 
 def test_batched_prompts_cancelled_mid_prompt_frees_the_slot(mixed, smollm2):

@@ -423,7 +423,7 @@ def test_an_abandoned_long_prompt_stops_between_batches(server, path, body):
                       server.log.read_text()[len(before):])
     assert said, "the abandoned prompt was evaluated to the end"
     done, total = map(int, said[-1])
-    from llmlab.models.llamacpp.engine import block_start
+    from llmlab.models.llamacpp.blocks import block_start
 
     assert total > 1900 and done < total and block_start(done, 512) == done  # it stopped at a block's start
 

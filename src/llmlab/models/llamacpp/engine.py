@@ -15,12 +15,8 @@ sharing the longest prefix with its prompt (the chat template's system prompt, a
 history) and evaluates only the rest, as llama-cpp-python does within its one context. On the
 bundled model this prefix reuse saved a quarter of the engine's time under 50 concurrent chats.
 
-Prompts are evaluated in blocks that start at fixed positions (16, 32, 64, ... doubling up to the
-batch size, then every batch size), and only whole blocks of a cached prefix are kept, so a token's
-cache cells are computed from the same batch whether its prompt comes cold or after another that
-shares its start. Reusing an arbitrary prefix length did not keep that: 12 of 60 greedy answers to
-the sentiment task's prompts (one instruction, then a review) changed once the instruction came from
-the cache.
+In the exact mode prompts are evaluated in blocks that start at fixed positions and only whole
+blocks of a cached prefix are kept (``blocks.py`` says why and how).
 
 The context uses flash attention. It made the 50-chat load test 1.2x faster and kept every
 concurrent answer equal to the same request alone (without it, prefix reuse left 1 of 50 differing
@@ -68,6 +64,7 @@ from ...config import GenerationConfig
 from ...errors import BackendError
 from ..decoding import ByteText, Decoding, token_logprob
 from ..events import Chunk, Usage
+from .blocks import block_start, blocks, common_prefix
 from .lora import apply_lora
 from .mixed import fill
 from .sampling import logits_row, make_sampler, sample
@@ -93,50 +90,6 @@ class _Seq:
         self.decoding = decoding
         self.pos = 0
         self.last = -1
-
-
-FIRST_BLOCK = 16
-
-
-def boundaries(n_batch: int):
-    """Where prompt blocks start, the same for every prompt: 16, 32, 64, ... doubling up to the batch
-    size, then every batch size (fine where prompts share short starts, coarse where they are long)."""
-    b = min(FIRST_BLOCK, n_batch)
-    while b < n_batch:
-        yield b
-        b *= 2
-    while True:
-        yield b
-        b += n_batch
-
-
-def block_start(n: int, n_batch: int) -> int:
-    """The last block boundary at or before position ``n`` (0 when none)."""
-    start = 0
-    for b in boundaries(n_batch):
-        if b > n:
-            return start
-        start = b
-
-
-def blocks(start: int, end: int, n_batch: int):
-    """The (start, end) blocks evaluating positions ``start..end`` (``start`` on a boundary)."""
-    for b in boundaries(n_batch):
-        if b <= start:
-            continue
-        yield start, min(b, end)
-        if b >= end:
-            return
-        start = b
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class Engine:
@@ -263,7 +216,7 @@ class Engine:
 
     def _pick_slot(self, tokens: list[int]) -> int:
         """The free slot whose cached tokens share the longest prefix with ``tokens``."""
-        best = max(self.free, key=lambda s: (_common_prefix(self.cached[s], tokens), s))
+        best = max(self.free, key=lambda s: (common_prefix(self.cached[s], tokens), s))
         self.free.remove(best)
         return best
 
@@ -277,7 +230,7 @@ class Engine:
         self._check_length(tokens)
         keep = 0
         if self.reuse_prefix:  # whole blocks only: what is kept was computed as a cold prompt computes it
-            keep = block_start(min(_common_prefix(self.cached[slot], tokens), len(tokens) - 1), self.n_batch)
+            keep = block_start(min(common_prefix(self.cached[slot], tokens), len(tokens) - 1), self.n_batch)
         self.kept = keep
         self.ctx.kv_cache_seq_rm(slot, keep, -1)
         self.cached[slot] = list(tokens[:keep])
@@ -328,7 +281,7 @@ class Engine:
             return
         keep = 0
         if self.reuse_prefix:  # any length: at least the last token is evaluated again, for its logits
-            keep = min(_common_prefix(self.cached[slot], job.tokens), len(job.tokens) - 1)
+            keep = min(common_prefix(self.cached[slot], job.tokens), len(job.tokens) - 1)
         self.kept = keep
         self.ctx.kv_cache_seq_rm(slot, keep, -1)
         self.cached[slot] = list(job.tokens[:keep])
