@@ -192,6 +192,38 @@ def test_batched_prompts_one_bad_request_fails_alone(mixed, smollm2):
     assert results[0][0] == results[3][0] == alone[0]
 
 
+def test_batch_rows_go_in_slot_order():
+    """Generating sequences first, prompts in the room left (oldest first); the rows in slot order,
+    which is what lets llama.cpp run them as one forward pass (mixed.slot_order)."""
+    from types import SimpleNamespace as NS
+
+    from llmlab.models.llamacpp.mixed import fill
+
+    n = 8
+    batch = NS(token=[0] * n, pos=[0] * n, n_seq_id=[0] * n, seq_id=[[0] for _ in range(n)],
+               logits=[False] * n, n_tokens=0)
+    gen = [NS(slot=s, pos=10 + s, last=100 + s) for s in (3, 0, 4)]
+    old = NS(slot=2, pos=1, job=NS(tokens=[7, 8, 9, 10]))  # 3 prompt tokens left
+    new = NS(slot=1, pos=0, job=NS(tokens=[5, 6, 7]))  # no room left for all of it
+    plan = fill(batch, gen, [old, new], n_batch=n)
+    assert batch.n_tokens == 8
+    assert [row[0] for row in batch.seq_id] == [0, 1, 1, 2, 2, 2, 3, 4]
+    assert batch.token == [100, 5, 6, 8, 9, 10, 103, 104]
+    assert batch.pos == [10, 0, 1, 1, 2, 3, 13, 14]
+    assert batch.logits == [True, False, False, False, False, True, True, True]
+    assert [(seq.slot, tokens, row) for seq, tokens, row in plan] == [
+        (0, [100], 0), (1, [5, 6], -1), (2, [8, 9, 10], 5), (3, [103], 6), (4, [104], 7)]
+
+
+def test_a_new_request_takes_the_lowest_free_slot_of_equals(mixed):
+    before = list(mixed.free)
+    tokens = [mixed.n_vocab - 1] * 4  # shares no prefix with what any slot holds
+    try:
+        assert mixed._pick_slot(tokens) == min(before)
+    finally:
+        mixed.free = before
+
+
 @pytest.mark.parametrize("flag", [["--batch-prompts"], []])
 def test_the_batch_prompts_flag_reaches_the_engine(flag, monkeypatch, tmp_path):
     from typer.testing import CliRunner

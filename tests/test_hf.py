@@ -168,6 +168,18 @@ def test_gemma_base_model_continues_text(hf_gemma):
         hf_gemma.chat([("user", "hello")], max_new_tokens=4)
 
 
+
+def test_gemma_base_on_hf_follows_a_json_schema(hf_gemma):
+    """Structured output (test_structured_hf.py) on the base model too; here, beside the other Gemma
+    tests, so that one test process loads Gemma through transformers, not two."""
+    from llmlab.schema import validate_output
+
+    person = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    r = hf_gemma.generate("A description of a retired sailor, as a JSON object with a name and an age:\n",
+                          json_schema=person, seed=3, temperature=0.8, max_new_tokens=48)
+    assert set(validate_output(r.text, person, r.finish_reason, 48)) == {"name", "age"}, r.text
+
 def test_stop_strings_end_generation_and_are_never_shown(hf_smollm2):
     full = hf_smollm2.generate(COUNT, max_new_tokens=8, **GREEDY).text
     assert full.startswith(" 4, 5")

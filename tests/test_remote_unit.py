@@ -68,6 +68,23 @@ def test_gives_up_with_one_clear_error():
     assert len(fake.requests) == 2
 
 
+
+def test_a_closed_kept_alive_connection_is_sent_again_at_once_and_not_held_against_the_server():
+    """llama-server closes a kept-alive connection after a few requests; the next request on it fails
+    before any answer. It is sent again at once, twice at most, and the server is not set aside."""
+    done = {"choices": [{"text": "ok", "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 2, "completion_tokens": 1}}
+    closed = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    model, fake = fake_openai((0, closed, None), (0, httpx.ReadError("reset"), None), (200, sse(done), None),
+                              retries=0)  # no retry left after a failure: only the resend can succeed
+    assert model.generate("Hi", max_new_tokens=3).text == "ok" and len(fake.requests) == 3
+    server = model.pool.servers[0]
+    assert server.failures == 0 and server.down_until == 0 and server.busy == 0
+    model, fake = fake_openai((0, closed, None), retries=0)  # a third time is the server's failure
+    with pytest.raises(ServerUnreachableError, match="RemoteProtocolError"):
+        model.generate("Hi")
+    assert len(fake.requests) == 3 and model.pool.servers[0].failures == 1
+
 def test_401_and_unknown_model():
     model, _ = fake_openai((401, {"error": {"message": "Incorrect API key provided"}}, None))
     with pytest.raises(AuthenticationError, match="HTTP 401: Incorrect API key.*OPENAI_API_KEY"):

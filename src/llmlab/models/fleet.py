@@ -87,6 +87,12 @@ class Pool:
                 pause = min(self.cooldown * 2 ** (server.failures - 1), 60.0)
                 server.down_until = time.monotonic() + pause
 
+    def release(self, server: Server) -> None:
+        """A request that never reached ``server`` (a stale kept-alive connection): it is no longer
+        in flight, and says nothing of the server's health."""
+        with self._lock:
+            server.busy -= 1
+
     def any_up(self, besides: Server | None = None) -> bool:
         """Whether a server (other than ``besides``) is not set aside."""
         now = time.monotonic()

@@ -35,12 +35,14 @@ every waiting request is admitted into a free slot at once, keeping any length o
 and each step is ONE ``llama_decode`` batch of up to ``n_batch`` tokens holding the next token of
 every generating sequence and as many prompt tokens as fit, a long prompt split across steps
 (``mixed.py``); a sequence generates once its whole prompt is in. A prompt that could fail the
-whole batch (too long, a token outside the vocabulary) is refused before it joins. Measured on 2
-shared cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads): 99 tok/s against 77
-in the exact mode and 124 for llama-server -np 8 -t 2 (0.80x). The server's time is in llama_decode
-(its two llama.cpp threads busy throughout, the HTTP side under 3% of the CPU): 276 calls, 238 of
-them generating sequences alone (6.6 tokens, ~48 ms), 38 with prompts (25 tokens, ~110 ms: llama.cpp
-splits a batch over per-slot streams into ubatches taking as many tokens from each sequence).
+whole batch (too long, a token outside the vocabulary) is refused before it joins.
+
+In both modes a batch's rows go in slot order, and a new request takes the lowest free slot of those
+with the longest cached prefix: llama.cpp runs a batch over per-slot streams as one forward pass only
+for sequences whose slot ids follow each other in it (``mixed.slot_order``). Measured on 2 shared
+cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads, one run): llama-server -np 8
+-t 2 119 tok/s, ``--batch-prompts`` 120 (1.01x), the exact mode 98 (0.82x); before the rows were
+ordered, 0.72x and 0.64x, as each sequence's token was a forward pass of its own.
 
 What it gives up: the exact mode stalls every generating sequence while a new prompt is evaluated
 alone, and reuses only whole blocks of a cached prefix. ``batch_prompts`` gives up the guarantee
@@ -199,6 +201,7 @@ class Engine:
 
     def _step(self) -> None:
         b = self.batch.batch
+        self.active.sort(key=lambda seq: seq.slot)  # one ubatch, not one per sequence: mixed.slot_order
         for i, seq in enumerate(self.active):
             b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = seq.last, seq.pos, 1, True
             b.seq_id[i][0] = seq.slot
@@ -215,8 +218,9 @@ class Engine:
             self._take(seq, i)
 
     def _pick_slot(self, tokens: list[int]) -> int:
-        """The free slot whose cached tokens share the longest prefix with ``tokens``."""
-        best = max(self.free, key=lambda s: (common_prefix(self.cached[s], tokens), s))
+        """The free slot whose cached tokens share the longest prefix with ``tokens``; of equals, the
+        lowest, so that busy slots stay adjacent (a gap in the slot ids costs a ubatch: mixed.slot_order)."""
+        best = max(self.free, key=lambda s: (common_prefix(self.cached[s], tokens), -s))
         self.free.remove(best)
         return best
 

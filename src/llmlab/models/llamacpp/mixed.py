@@ -23,13 +23,21 @@ def fill(batch, generating: list, filling: list, n_batch: int) -> list[tuple[obj
 
     A sequence has ``slot``, ``pos`` (the position of its next token), ``last`` (a generating
     sequence's next token) and ``job.tokens`` (its prompt; a filling sequence's ``pos`` is how much
-    of it is in the cache).
+    of it is in the cache). Generating sequences get their token first, then the prompts get the
+    room left, oldest first; the rows are written in slot order (``slot_order`` says why).
     """
+    picked = [(seq, [seq.last], True) for seq in generating]
+    n = len(picked)
+    for seq in filling:
+        room = n_batch - n
+        if room <= 0:
+            break
+        rest = seq.job.tokens[seq.pos:seq.pos + room]
+        picked.append((seq, rest, seq.pos + len(rest) == len(seq.job.tokens)))
+        n += len(rest)
     plan = []
     n = 0
-
-    def put(seq, tokens: list[int], logits: bool) -> None:
-        nonlocal n
+    for seq, tokens, logits in slot_order(picked):
         for i, tok in enumerate(tokens):
             batch.token[n + i], batch.pos[n + i], batch.n_seq_id[n + i] = tok, seq.pos + i, 1
             batch.seq_id[n + i][0] = seq.slot
@@ -38,14 +46,19 @@ def fill(batch, generating: list, filling: list, n_batch: int) -> list[tuple[obj
             batch.logits[n + len(tokens) - 1] = True
         n += len(tokens)
         plan.append((seq, tokens, n - 1 if logits else -1))
-
-    for seq in generating:
-        put(seq, [seq.last], True)
-    for seq in filling:
-        room = n_batch - n
-        if room <= 0:
-            break
-        rest = seq.job.tokens[seq.pos:]
-        put(seq, rest[:room], len(rest) <= room)
     batch.n_tokens = n
     return plan
+
+
+def slot_order(items: list) -> list:
+    """``items`` (tuples whose first element has a ``slot``) sorted by slot.
+
+    With one KV stream per slot, llama.cpp cuts a batch into ubatches (one forward pass each, the
+    weights read again) that take only sequences whose ids increase by one in the order they first
+    appear in the batch (``llama_batch_allocr::split_equal``, ``sequential``). A batch in arrival
+    order, say slots 3, 1, 2, 0, is four forward passes of one token each: batching bought nothing.
+    In slot order it is one. Measured (bench/bench_serve.py, 50 chats, 8 slots, 2 threads): the
+    exact mode went from 0.64x to 0.82x of llama-server and ``--batch-prompts`` from 0.72x to 1.01x,
+    with every concurrent answer still equal to the same request alone.
+    """
+    return sorted(items, key=lambda item: item[0].slot)
