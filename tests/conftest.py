@@ -46,6 +46,32 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line("the suite ran with LLMLAB_EXTRA_BUFTS=off", red=True)
 
 
+# With pytest-xdist (`-n 2 --dist loadfile`, the README's command) each file runs in one process, so
+# its module fixtures and servers start once. These files count as one file: they share a session
+# fixture too costly to build in both processes (the ingested novels; the transformers SmolLM2 and the
+# tuned colour adapter; the launched web UI and its browser).
+PROCESS_GROUPS = {
+    "test_rag.py": "novels", "test_rag_answers.py": "novels",
+    "test_tune.py": "tune", "test_tune_export.py": "tune", "test_tune_proof.py": "tune",
+    "test_ui_arena.py": "ui", "test_ui_browser_chat.py": "ui", "test_ui_chat.py": "ui",
+    "test_ui_runs.py": "ui",
+}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` with the groups above. (xdist's own ``loadgroup`` marks do not reach its
+    scheduler under pytest 9: every test went its own way.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return PROCESS_GROUPS.get(path.rsplit("/", 1)[-1], path)
+
+    return FileGroups(config, log)
+
 def canary(alias: str) -> None:
     line = CANARY.get(alias)
     if line is not None and not line.ok and os.environ.get("LLMLAB_EXTRA_BUFTS") != "off":

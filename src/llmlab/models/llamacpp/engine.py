@@ -40,20 +40,18 @@ whole batch (too long, a token outside the vocabulary) is refused before it join
 In both modes a batch's rows go in slot order, and a new request takes the lowest free slot of those
 with the longest cached prefix: llama.cpp runs a batch over per-slot streams as one forward pass only
 for sequences whose slot ids follow each other in it (``mixed.slot_order``). Measured on 2 shared
-cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads, one run): llama-server -np 8
--t 2 119 tok/s, ``--batch-prompts`` 120 (1.01x), the exact mode 98 (0.82x); before the rows were
+cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads, two runs): ``--batch-prompts``
+1.01x and 0.94x of llama-server -np 8 -t 2, the exact mode 0.82x and 0.71x; before the rows were
 ordered, 0.72x and 0.64x, as each sequence's token was a forward pass of its own.
 
 What it gives up: the exact mode stalls every generating sequence while a new prompt is evaluated
 alone, and reuses only whole blocks of a cached prefix. ``batch_prompts`` gives up the guarantee
 that a greedy answer does not depend on what else ran: where a prompt is cut, and so how its cache
-cells are computed, depends on the cache and on the other requests. Measured at temperature 0:
-the 50 chats of bench_serve.py, 0 of 50 answers differ from the exact mode's (concurrent or alone);
-the 100 sentiment prompts of sentiment_film_data.tsv (one instruction, then a review; 16 tokens),
-27 of 100 concurrent answers differ from the exact mode's, 32 of 100 asked one at a time (the
-instruction then comes from the cache at any length), and 5 of 100 differ between concurrent and
-alone, some in the label itself. Cutting prompts at the exact mode's block boundaries, one block
-per step, kept all 100 equal but was slower than the exact mode, so this mode does not.
+cells are computed, depends on the cache and on the other requests. Measured at temperature 0
+(batches in slot order): the 50 chats of bench_serve.py and the 100 sentiment prompts of
+sentiment_film_data.tsv, no answer differed from the exact mode's, concurrent or alone. (Before the
+rows were ordered, 27 of the 100 differed.) Cutting prompts at the exact mode's block boundaries, one
+block per step, kept every answer equal but was slower than the exact mode, so this mode does not.
 """
 
 from __future__ import annotations
