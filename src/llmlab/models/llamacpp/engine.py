@@ -37,20 +37,26 @@ every generating sequence and as many prompt tokens as fit, a long prompt split 
 (``mixed.py``); a sequence generates once its whole prompt is in. A prompt that could fail the
 whole batch (too long, a token outside the vocabulary) is refused before it joins.
 
-In both modes a batch's rows go in slot order, and a new request takes the lowest free slot of those
-with the longest cached prefix: llama.cpp runs a batch over per-slot streams as one forward pass only
-for sequences whose slot ids follow each other in it (``mixed.slot_order``). Measured on 2 shared
-cores (bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads, two runs): ``--batch-prompts``
-1.01x and 0.94x of llama-server -np 8 -t 2, the exact mode 0.82x and 0.71x; before the rows were
-ordered, 0.72x and 0.64x, as each sequence's token was a forward pass of its own.
+How a batch's rows are ordered decides how llama.cpp runs it: over per-slot streams, one forward
+pass takes only sequences whose slot ids go up by one in the order they appear (``mixed.slot_order``).
+``batch_prompts`` writes its rows in rising slot order, and a new request takes the lowest free slot
+of those with the longest cached prefix, so that one step is one pass. The exact mode writes them in
+falling order, so that each sequence is a pass of its own, computed as when it runs alone: passes of
+several sequences changed 11 of 16 greedy Gemma 3 answers against the same requests alone (SmolLM2's
+did not change: whether a pass of several rows computes a row as a pass of one does depends on the
+weights' type and the CPU's kernels). That is the exact mode's price. Measured on 2 shared cores
+(bench/bench_serve.py, 50 chats, 64 tokens, 8 slots, 2 threads): ``--batch-prompts`` 1.01x, 0.94x and
+0.96x of llama-server -np 8 -t 2 in three runs, the exact mode 0.55-0.64x; before ``--batch-prompts`` wrote
+its rows in order, 0.72x.
 
 What it gives up: the exact mode stalls every generating sequence while a new prompt is evaluated
 alone, and reuses only whole blocks of a cached prefix. ``batch_prompts`` gives up the guarantee
 that a greedy answer does not depend on what else ran: where a prompt is cut, and so how its cache
 cells are computed, depends on the cache and on the other requests. Measured at temperature 0
-(batches in slot order): the 50 chats of bench_serve.py and the 100 sentiment prompts of
-sentiment_film_data.tsv, no answer differed from the exact mode's, concurrent or alone. (Before the
-rows were ordered, 27 of the 100 differed.) Cutting prompts at the exact mode's block boundaries, one
+on SmolLM2: the 50 chats of bench_serve.py and the 100 sentiment prompts of sentiment_film_data.tsv,
+no answer differed from the exact mode's, concurrent or alone (before its rows were ordered, 27 of the
+100 did); on Gemma 3, whose weights are computed differently in passes of several rows, answers do
+differ with what runs beside them. Cutting prompts at the exact mode's block boundaries, one
 block per step, kept every answer equal but was slower than the exact mode, so this mode does not.
 """
 
@@ -199,7 +205,9 @@ class Engine:
 
     def _step(self) -> None:
         b = self.batch.batch
-        self.active.sort(key=lambda seq: seq.slot)  # one ubatch, not one per sequence: mixed.slot_order
+        # slots in falling order: llama.cpp then runs each sequence as its own forward pass
+        # (mixed.slot_order), so no answer depends on the others (see the module docstring)
+        self.active.sort(key=lambda seq: -seq.slot)
         for i, seq in enumerate(self.active):
             b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = seq.last, seq.pos, 1, True
             b.seq_id[i][0] = seq.slot

@@ -57,8 +57,8 @@ def slot_order(items: list) -> list:
     weights read again) that take only sequences whose ids increase by one in the order they first
     appear in the batch (``llama_batch_allocr::split_equal``, ``sequential``). A batch in arrival
     order, say slots 3, 1, 2, 0, is four forward passes of one token each: batching bought nothing.
-    In slot order it is one. Measured (bench/bench_serve.py, 50 chats, 8 slots, 2 threads): the
-    exact mode went from 0.64x to 0.82x of llama-server and ``--batch-prompts`` from 0.72x to 1.01x,
-    with every concurrent answer still equal to the same request alone.
+    In slot order it is one. Measured (bench/bench_serve.py, 50 chats, 8 slots, 2 threads): this
+    mode went from 0.72x to 1.01x of llama-server. (The exact mode writes the falling order on
+    purpose: engine.py.)
     """
     return sorted(items, key=lambda item: item[0].slot)
