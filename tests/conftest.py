@@ -232,9 +232,11 @@ def ui_app(tmp_path_factory):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium (Debian's, never a downloaded one) driven by Playwright."""
+    """Headless Chromium (Debian's, never a downloaded one) driven by Playwright. One per file, not per
+    session: Playwright's sync API keeps an asyncio loop running in the main thread while it is open,
+    and a later file in the same process could not call ``asyncio.run``."""
     pytest.importorskip("playwright")
     if not CHROMIUM.exists():
         pytest.skip("the browser tests need Debian's chromium: apt-get install chromium")
