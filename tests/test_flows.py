@@ -269,7 +269,10 @@ def test_flow_eval_matches_sacrebleu_and_scikit_learn_called_directly(triage, sm
     assert got["extract.product", "chrf"]["score"] == pytest.approx(
         sacrebleu.corpus_chrf(products, [list(data["product"])]).score)
     bleu = evaluate_flow(triage["flow"], DATA, ["gist"], metrics=["bleu"], out=tmp_path, **stored_run).scores
-    assert json.loads((tmp_path / "scores.json").read_text()) == bleu
+    saved = json.loads((tmp_path / "scores.json").read_text())
+    assert saved["scores"] == bleu and saved["flow"] == triage["flow"].name
+    spent = saved["cost"]["models"]
+    assert spent and all(m["input_tokens"] > 0 and m["output_tokens"] > 0 for m in spent.values())
     assert bleu[0]["step"] == "summarise"
     assert bleu[0]["score"] == pytest.approx(sacrebleu.corpus_bleu(summaries, [list(data["gist"])]).score)
     table = evaluation.table.to_csv()

@@ -139,9 +139,10 @@ def test_the_page_fits_a_phone(browser, ui_app):
     try:
         tab.goto(ui_app.url)
         tab.wait_for_selector("#chat-input textarea")
+        # the button renders a moment after the textbox: wait for it (fails after 15 s if it stays hidden)
+        tab.locator("#chat-send").wait_for(state="visible", timeout=15_000)
         width = tab.evaluate("document.documentElement.scrollWidth")
         assert width <= 390 + 2, f"the page is {width} px wide on a 390 px screen"
-        assert tab.locator("#chat-send").is_visible()
         tab.screenshot(path=str(page_dir(ui_app) / "phone-chat.png"), full_page=True)
     finally:
         context.close()

@@ -111,11 +111,20 @@ class FlowEval:
                       f"{s['low']:.{places}f}-{s['high']:.{places}f}", str(s["failed"]))
         return t
 
+    @property
+    def report(self) -> dict:
+        """What ``scores.json`` holds: the scores, and the tokens and estimated cost of the run (the
+        same block as the other commands' JSON reports)."""
+        _, notes, figures = self.result.cost
+        return {"flow": self.result.flow_name, "source": str(self.result.rows.source),
+                "run_id": self.result.run_id, "scores": self.scores,
+                "cost": {"models": figures, "notes": notes}}
+
     def save(self, out) -> None:
         from pathlib import Path
 
         (Path(out) / "scores.csv").write_text(self.table.to_csv(), encoding="utf-8")
-        (Path(out) / "scores.json").write_text(json.dumps(self.scores, indent=2), encoding="utf-8")
+        (Path(out) / "scores.json").write_text(json.dumps(self.report, indent=2), encoding="utf-8")
 
 
 def evaluate_flow(flow: Flow, data, references: list[str], *, step: str | None = None,
