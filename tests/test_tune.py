@@ -149,6 +149,21 @@ def test_adapter_loads_as_base_plus_dir_and_changes_the_model(base, overfit):
         before, after = base.score(prompt, ["black"])[0], tuned.score(prompt, ["black"])[0]
         assert after > before + 0.5, (before, after)
         assert tuned.generate(prompt, max_new_tokens=5, temperature=0).text.strip().lower() == "black"
+        # the same adapter on a copy of the loaded base's weights: the same model, the base untouched
+        copied = load_model(f"hf/smollm2+{overfit.out}", log=False, weights_from=base)
+        try:
+            assert copied.info.name == tuned.info.name and copied.model is not base.model
+            assert copied.info.extra["adapter_sha256"] == tuned.info.extra["adapter_sha256"]
+            assert copied.score(prompt, ["black", "white"]) == tuned.score(prompt, ["black", "white"])
+            assert base.score(prompt, ["black"])[0] == before and "adapter" not in base.info.extra
+        finally:
+            copied.close()
+        with pytest.raises(ConfigError, match="not one with an adapter"):
+            load_model("hf/smollm2", log=False, weights_from=tuned)
+        with pytest.raises(ConfigError, match="float32.*bfloat16"):
+            load_model("hf/smollm2", log=False, weights_from=base, dtype="bfloat16")
+        with pytest.raises(ConfigError, match="open hf/ model"):
+            load_model("hf/smollm2", log=False, weights_from="smollm2")
     finally:
         tuned.close()
 

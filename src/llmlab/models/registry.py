@@ -166,7 +166,7 @@ HTTP_OPTIONS = {"base_url", "api_key", "timeout", "connect_timeout", "retries", 
                 "transport", "balance", "cooldown", "rpm", "tpm"}  # the last four: models/fleet.py
 OPTIONS = {
     "llamacpp": {"n_ctx", "n_threads", "n_batch", "verbose"},
-    "hf": {"n_ctx", "n_threads", "dtype", "verbose"},
+    "hf": {"n_ctx", "n_threads", "dtype", "verbose", "weights_from"},
     # output_retries: how often an answer that breaks its json_schema or tool_choice is asked again
     "ollama": HTTP_OPTIONS | {"n_ctx", "num_ctx", "output_retries"},  # n_ctx is sent as Ollama's num_ctx
     "openai": HTTP_OPTIONS | {"extra_params", "output_retries"},

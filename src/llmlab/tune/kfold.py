@@ -117,7 +117,7 @@ def kfold(data, model: str, out, k: int = 5, *, task: str | None = None, strateg
             r = tune(data, model, out / f"fold-{i}", task=task, strategy=strategy, labels=labels,
                      columns=columns, label_map=label_map, settings=s, fresh=fresh, progress=progress,
                      store=db, loaded=base, rows=train_pos)
-            adapted = load_model(f"{model}+{r.out}", log=False, **(model_options or {}))
+            adapted = load_model(f"{model}+{r.out}", log=False, weights_from=base, **(model_options or {}))
             try:
                 ev = _evaluate(frame.iloc[test_pos].reset_index(drop=True), task_ref(info), [adapted], method,
                                db, progress, **read)

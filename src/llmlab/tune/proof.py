@@ -127,7 +127,8 @@ def prove(result, *, base=None, tuned=None, method: str = "generate", forgetting
         owned.append(base)
     try:
         if tuned is None:
-            tuned = load_model(f"{result.model}+{result.out}", log=False, **(model_options or {}))
+            tuned = load_model(f"{result.model}+{result.out}", log=False, weights_from=base,
+                               **(model_options or {}))
             owned.append(tuned)
         proof = Proof()
         db = _store(store)
