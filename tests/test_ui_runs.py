@@ -179,8 +179,12 @@ def test_bench_lists_every_measurement(client, ui_app):
 def test_evaluate_in_the_browser(page, tmp_path):
     path = held_out(tmp_path / "browser.csv", n=6)
     page.get_by_role("tab", name="Evaluate").click()
+    # the file goes in once the tab has drawn its file box: a file given to the input while the tab
+    # was still mounting was lost once (CI, a busy machine), and its name never showed
+    page.locator("#eval-file").wait_for(state="visible", timeout=30_000)
+    page.locator("#eval-run").wait_for(state="visible", timeout=30_000)
     page.locator("#eval-file input[type=file]").set_input_files(str(path))
-    page.locator("#eval-file").get_by_text("browser.csv").first.wait_for(timeout=30_000)
+    page.locator("#eval-file").get_by_text("browser.csv").first.wait_for(timeout=60_000)
     page.locator("#eval-run").click()
     report = page.locator("#eval-report")
     report.get_by_text("accuracy [95% CI]").wait_for(timeout=60_000)
