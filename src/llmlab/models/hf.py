@@ -1,10 +1,10 @@
 """Models through Hugging Face transformers: a GGUF file (dequantized to float32) or a model directory.
 
 This backend is for looking inside a model in PyTorch (log-probabilities, hidden states, fine-tuning)
-with the same bundled GGUF files the llamacpp backend runs. A GGUF file's model card and its
-end-of-generation tokens are read through llama.cpp, exactly as the llamacpp backend reads them, and
-chats are rendered by the shared Jinja template, so both backends see the same ids and stop at the
-same tokens; ``encode`` is tested to agree with llama.cpp on both bundled models.
+with the same bundled GGUF files the llamacpp backend runs. Where the weights, tokenizer and model card
+come from (a GGUF file, a model directory, or a copy of a loaded base) is ``hf_load.py``. Chats are
+rendered by the shared Jinja template, so both backends see the same ids and stop at the same tokens;
+``encode`` is tested to agree with llama.cpp on both bundled models.
 
 Generation is a plain decode loop over the KV cache, not ``model.generate`` in a thread: each token is
 picked with transformers' own logits processors (repetition penalty, temperature, top-k, top-p, in
@@ -15,24 +15,18 @@ closing the stream stops before the next forward pass. ``bench/bench_hf.py`` che
 the tokens its grammar allows next (``hf_grammar.py``).
 
 What it gives up: CPU only, batch size one, no beam search; GGUF weights are dequantized, so a model
-takes four to six times its file's size in memory, and transformers reads the GGUF header three
-times while loading (tokenizer, config, weights), which for Gemma's 262k-token vocabulary takes
-tens of seconds.
+takes four to six times its file's size in memory, and loading Gemma's 262k-token vocabulary from its
+GGUF takes tens of seconds.
 
 A LoRA adapter made by ``llmlab tune`` loads on top (``hf/smollm2+ADAPTER_DIR``; ``adapters.py``
 checks it was made for this base and wraps the model in peft's ``PeftModel``). ``weights_from=BASE``
-(an ``HFModel`` already loaded from the same file) copies BASE's weights and shares its tokenizer
-instead of reading the file again: base and tuned side by side cost one conversion, not two (SmolLM2
-on 2 AMD EPYC cores: 25 s from the file, most of it transformers reading the GGUF header; 0.4 s as a
-copy).
+puts it on a copy of a loaded base instead of a second conversion of the file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
-import io
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,25 +38,12 @@ from ..errors import (
     BackendError,
     ConfigError,
     ContextOverflowError,
-    MissingDependencyError,
-    ModelLoadError,
     PromptError,
 )
 from .adapters import adapter_sha256, check_adapter, with_adapter
-from .base import Chunk, Model, ModelInfo, Token
+from .base import Chunk, Model, Token
 from .decoding import MODALITY_MARKERS, Decoding, token_logprob
-from .llamacpp.gguf import check_gguf, read_vocab  # a GGUF card is read by llama.cpp, as there
-
-_LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError)
-
-
-def _import_torch():
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise MissingDependencyError("transformers", "hf") from exc
-    return torch, transformers
+from .hf_load import import_torch, load_card, load_weights
 
 
 class HFModel(Model):
@@ -78,20 +59,10 @@ class HFModel(Model):
             whole_number("n_threads", n_threads)
         path = Path(path)
         name = name or path.name
-        if weights_from is not None:
-            _check_copy_of(weights_from, path, dtype)
-            gguf_info, eog = copy.deepcopy(weights_from.info), weights_from._eog
-            gguf_info.name = name
-        elif path.is_dir():
-            if not (path / "config.json").is_file():
-                raise ModelLoadError(f"{path} is not a Hugging Face model directory (no config.json)")
-            gguf_info, eog = None, None
-        else:
-            check_gguf(path)
-            gguf_info, eog = read_vocab(path, name, self.backend)
+        card, eog = load_card(path, name, dtype, weights_from)
         if adapter is not None:  # refused before the weights load
             adapter = check_adapter(Path(adapter).expanduser(), path)
-        torch, _ = _import_torch()
+        torch, _ = import_torch()
         if not isinstance(getattr(torch, str(dtype), None), torch.dtype):
             raise ConfigError(f"dtype must be a torch dtype name such as 'float32', got {dtype!r}")
         # torch defaults to the physical cores it sees, which in a container can be more than this
@@ -100,12 +71,8 @@ class HFModel(Model):
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         self._torch = torch
-        if weights_from is not None:
-            self.tokenizer, self.model = weights_from.tokenizer, copy.deepcopy(weights_from.model)
-        else:
-            self.tokenizer, self.model = _load(path, getattr(torch, dtype), verbose, hf_options)
-
-        info = gguf_info or _describe_dir(path, name, self.model, self.tokenizer)
+        self.tokenizer, self.model, info = load_weights(path, name, getattr(torch, dtype), card, verbose,
+                                                        hf_options, weights_from)
         if adapter is not None:
             self.model = with_adapter(self.model, adapter)
             info.extra.update(adapter=str(adapter), adapter_sha256=adapter_sha256(adapter))
@@ -340,65 +307,3 @@ def _cache_name() -> str:
 
 def _cache_of(out):
     return getattr(out, "cache", None) if hasattr(out, "cache") else out.past_key_values
-
-
-def _check_copy_of(base, path: Path, dtype: str) -> None:
-    """``weights_from`` must be a loaded, plain ``hf/`` model of the same file and dtype."""
-    if not isinstance(base, HFModel) or base.model is None:
-        raise ConfigError("weights_from must be an open hf/ model")
-    if Path(base.info.path).resolve() != path.resolve() or base.runtime.get("dtype") != str(dtype):
-        raise ConfigError(f"weights_from is {base.info.path} ({base.runtime.get('dtype')}), "
-                          f"not {path} ({dtype})")
-    if "adapter" in base.info.extra:
-        raise ConfigError("weights_from must be the base model, not one with an adapter on it")
-
-
-def _load(path: Path, dtype, verbose: bool, options: dict):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    where, kwargs = (path, {}) if path.is_dir() else (path.parent, {"gguf_file": path.name})
-    # the GGUF conversion draws progress bars on stderr that a library should not show
-    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stderr(io.StringIO())
-    try:
-        with quiet:
-            tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, dtype=dtype,
-                                                         **kwargs, **options)
-    except ImportError as exc:
-        raise MissingDependencyError(exc.name or "transformers", "hf") from exc
-    except _LOAD_ERRORS as exc:
-        raise ModelLoadError(f"transformers could not load {path}: {exc}") from exc
-    model.eval()
-    return tokenizer, model
-
-
-def _describe_dir(path: Path, name: str, model, tokenizer) -> ModelInfo:
-    """A model card from a model directory's config and tokenizer."""
-    from .base import is_instruct
-
-    cfg = model.config.get_text_config()
-    template = tokenizer.chat_template
-    if isinstance(template, dict):  # several named templates: the default one renders chats
-        template = template.get("default")
-    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
-    full = tokenizer("a")["input_ids"]
-    bos_id = tokenizer.bos_token_id
-    trained = getattr(cfg, "max_position_embeddings", None)
-    return ModelInfo(
-        name=name, backend=HFModel.backend, path=str(path),
-        architecture=getattr(cfg, "model_type", None),
-        parameters=sum(p.numel() for p in model.parameters()),
-        trained_context_length=trained,
-        license=None,
-        instruct=is_instruct({"general.name": model.config.name_or_path}, path, template),
-        file_size=sum(f.stat().st_size for f in path.iterdir() if f.suffix in (".safetensors", ".bin")),
-        chat_template=template or None,
-        bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "",
-        extra={
-            "add_bos_token": bos_id is not None and full[:1] == [bos_id] and plain[:1] != [bos_id],
-            "vocab_size": getattr(cfg, "vocab_size", None),
-            "layers": getattr(cfg, "num_hidden_layers", None),
-            "embedding_length": getattr(cfg, "hidden_size", None),
-            "dtype": str(model.dtype).removeprefix("torch."),
-        },
-    )
